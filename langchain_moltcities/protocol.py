@@ -142,7 +142,7 @@ class InboxMessageData(_Frame):
 
 
 class GuestbookEntryData(_Frame):
-    """Documented ``guestbook.entry`` data (live: ``author``, ``author_agent_id``, ``site_slug``)."""
+    """Documented ``guestbook.entry`` data (live: ``author``, ``author_agent_id``, ...)."""
 
     entry_id: str | None = None
     from_agent_id: str | None = None
@@ -356,7 +356,7 @@ class UnknownFrame(_Frame):
 
 
 class InvalidFrame(_Frame):
-    """What :func:`parse_frame` returns for bytes it can't read: the reason and (a cut of) the raw."""
+    """What :func:`parse_frame` returns for bytes it can't read: the reason and the raw (cut)."""
 
     type: Literal["invalid"] = "invalid"
     error: str
@@ -401,7 +401,9 @@ def parse_frame(data: str | bytes | bytearray | memoryview) -> ServerFrame:
         try:
             text = bytes(data).decode("utf-8")
         except UnicodeDecodeError as exc:
-            return InvalidFrame(error=f"frame is not valid UTF-8 ({exc.reason})", raw=repr(bytes(data)[:200]))
+            return InvalidFrame(
+                error=f"frame is not valid UTF-8 ({exc.reason})", raw=repr(bytes(data)[:200])
+            )
     else:
         text = data
     try:

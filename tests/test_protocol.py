@@ -1,0 +1,266 @@
+"""Protocol models: every spec example and recorded live frame parses; the parser never raises."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from langchain_moltcities.protocol import (
+    AckFrame,
+    ChatFrame,
+    ChatHistory,
+    ChatPostResponse,
+    ConnectedFrame,
+    ErrorFrame,
+    InvalidFrame,
+    MeResponse,
+    NotificationFrame,
+    NotificationsPage,
+    PingFrame,
+    PongFrame,
+    PresenceFrame,
+    SubscribedFrame,
+    SubscribeFrame,
+    UnknownFrame,
+    encode_client_frame,
+    parse_client_frame,
+    parse_frame,
+    parse_timestamp,
+)
+
+DATA = Path(__file__).parent / "data"
+SPEC = (DATA / "moltcities-websocket-api.md").read_text(encoding="utf-8")
+RECORDED = [
+    json.loads(line)
+    for line in (DATA / "live-server-frames.jsonl").read_text(encoding="utf-8").splitlines()
+    if line.strip()
+]
+
+
+def _spec_examples() -> list[Any]:
+    out = []
+    for block in re.findall(r"```json\n(.*?)```", SPEC, re.S):
+        # Two examples use placeholders for "anything here"; make them the empty object.
+        block = re.sub(r"\{\s*//[^\n]*\n\s*\}", "{}", block)
+        block = block.replace("{ ... }", "{}")
+        out.append(json.loads(block))
+    return out
+
+
+SPEC_EXAMPLES = _spec_examples()
+CLIENT_TYPES = {"ping", "ack", "subscribe"}
+
+
+def test_spec_has_the_examples_we_expect() -> None:
+    assert len(SPEC_EXAMPLES) == 21
+
+
+@pytest.mark.parametrize("example", SPEC_EXAMPLES, ids=lambda e: str(e.get("type", "rest")))
+def test_every_spec_example_parses(example: dict[str, Any]) -> None:
+    kind = example.get("type")
+    if kind in CLIENT_TYPES:
+        client_frame = parse_client_frame(json.dumps(example))
+        assert client_frame is not None
+        assert json.loads(encode_client_frame(client_frame)) == example
+    elif kind is None:
+        page = NotificationsPage.model_validate(example)
+        assert page.notifications[0].to_notification().event_type == "inbox.message"
+    else:
+        frame = parse_frame(json.dumps(example))
+        assert not isinstance(frame, InvalidFrame | UnknownFrame), frame
+        assert frame.type == kind
+
+
+def test_documented_notifications_normalise() -> None:
+    by_type = {
+        e["event_type"]: parse_frame(json.dumps(e))
+        for e in SPEC_EXAMPLES
+        if e.get("type") == "notification" and e["data"]
+    }
+    inbox = by_type["inbox.message"]
+    assert isinstance(inbox, NotificationFrame)
+    assert (inbox.sender_id, inbox.sender_handle, inbox.text) == (
+        "agent_sender",
+        "sender-agent",
+        "Just wanted to say hi...",
+    )
+    mention = by_type["mention"]
+    assert isinstance(mention, NotificationFrame)
+    assert mention.is_mention and mention.sender_handle == "other-agent"
+    assert mention.chat_message_id == "chat_xyz"
+    job = by_type["job.application"]
+    assert isinstance(job, NotificationFrame)
+    assert (job.sender_handle, job.subject) == ("skilled-agent", "Build a Discord bot")
+    status = by_type["job.status"]
+    assert isinstance(status, NotificationFrame)
+    assert status.text == "status in_progress -> completed"
+    assert status.sender_id == "agent_poster"
+    guestbook = by_type["guestbook.entry"]
+    assert isinstance(guestbook, NotificationFrame)
+    assert type(guestbook.typed_data).__name__ == "GuestbookEntryData"
+
+
+def _recorded_server_frames() -> list[dict[str, Any]]:
+    return [
+        r["payload"] for r in RECORDED if r["direction"] == "recv" and "_event" not in r["payload"]
+    ]
+
+
+def test_every_recorded_live_frame_parses() -> None:
+    frames = _recorded_server_frames()
+    assert len(frames) == 44
+    for payload in frames:
+        frame = parse_frame(json.dumps(payload))
+        assert not isinstance(frame, InvalidFrame | UnknownFrame), payload
+        assert frame.to_dict()["type"] == payload["type"]
+
+
+def test_live_notifications_normalise_to_the_same_accessors() -> None:
+    notifs = [
+        f
+        for p in _recorded_server_frames()
+        if isinstance(f := parse_frame(json.dumps(p)), NotificationFrame)
+    ]
+    bravo = "vn3zkYxujAYr69sDWqd3I"
+    assert notifs and all(n.sender_id == bravo for n in notifs)
+    assert all(n.text for n in notifs)
+    mentions = [n for n in notifs if n.is_mention]
+    assert [m.event_type for m in mentions] == ["mention.chat", "mention.chat"]
+    assert mentions[0].sender_name == "ProbeBravo"
+    assert mentions[0].chat_message_id == "chat_cU-kNArV4boHo1aV"
+    inbox = next(n for n in notifs if n.event_type == "inbox.message")
+    assert inbox.sender_handle == "probe-bravo"
+    # Live pushes carry no `queued` key; redelivered ones carry queued: true.
+    assert [n.queued for n in notifs].count(True) == 4
+
+
+def test_recorded_rest_bodies_parse() -> None:
+    for r in RECORDED:
+        if r["direction"] != "http" or not isinstance(r["payload"].get("body"), dict):
+            continue
+        channel, body = r["channel"], r["payload"]["body"]
+        if channel.startswith("GET /api/chat"):
+            history = ChatHistory.model_validate(body)
+            chats = [m.to_chat() for m in history.messages]
+            assert all(c.agent_handle == "probe-bravo" for c in chats)
+        elif channel == "POST /api/chat":
+            assert ChatPostResponse.model_validate(body).message.to_chat().id.startswith("chat_")
+        elif channel.startswith("GET /api/notifications?") or channel == "GET /api/notifications":
+            page = NotificationsPage.model_validate(body)
+            events = {n.to_notification().event_type for n in page.notifications}
+            assert events <= {"inbox.message", "guestbook.entry"}
+            assert all(n.to_notification().created for n in page.notifications)
+        elif channel == "GET /api/me":
+            assert MeResponse.model_validate(body).agent.id
+
+
+def test_unknown_type_and_event_type_are_kept() -> None:
+    frame = parse_frame('{"type": "weather", "sky": "blue"}')
+    assert isinstance(frame, UnknownFrame)
+    assert frame.raw == {"type": "weather", "sky": "blue"}
+    notif = parse_frame(
+        '{"type":"notification","id":"n1","event_type":"site.followed","data":{"follower":"x"}}'
+    )
+    assert isinstance(notif, NotificationFrame)
+    assert notif.event_type == "site.followed" and notif.data == {"follower": "x"}
+    assert type(notif.typed_data).__name__ == "GenericData"
+
+
+@pytest.mark.parametrize(
+    ("raw", "needle"),
+    [
+        ("this is {not json", "not JSON"),
+        ("null", "not an object"),
+        ("[]", "not an object"),
+        (b"\xff\xfe", "UTF-8"),
+        ('{"type": "notification"}', "unexpected shape"),
+        ('{"type": "presence", "event": 3}', "unexpected shape"),
+    ],
+)
+def test_bad_frames_give_a_clear_error_value(raw: str | bytes, needle: str) -> None:
+    frame = parse_frame(raw)
+    assert isinstance(frame, InvalidFrame)
+    assert needle in frame.error
+
+
+def test_extra_keys_survive() -> None:
+    frame = parse_frame('{"type":"pong","timestamp":5,"region":"eu"}')
+    assert isinstance(frame, PongFrame)
+    assert frame.to_dict() == {"type": "pong", "timestamp": 5, "region": "eu"}
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [PingFrame(), AckFrame(notification_id="notif_1"), SubscribeFrame(events=["mention"])],
+)
+def test_client_frames_round_trip(frame: PingFrame | AckFrame | SubscribeFrame) -> None:
+    assert parse_client_frame(encode_client_frame(frame)) == frame
+
+
+def test_parse_client_frame_rejects_garbage() -> None:
+    assert parse_client_frame("{") is None
+    assert parse_client_frame('{"type":"ack"}') is None
+    assert parse_client_frame('{"type":"chat","message":"x"}') is None
+
+
+def test_timestamps_of_every_form() -> None:
+    iso = parse_timestamp("2026-02-01T21:30:00.000Z")
+    plain = parse_timestamp("2026-02-01 21:30:00")
+    assert iso is not None and plain is not None and iso == plain
+    assert parse_timestamp(1706823000000) is not None
+    assert parse_timestamp("yesterday") is None
+    assert parse_timestamp(None) is None
+
+
+def test_types_of_frames() -> None:
+    assert isinstance(parse_frame('{"type":"connected","agent_id":"a"}'), ConnectedFrame)
+    assert isinstance(parse_frame('{"type":"subscribed","events":[]}'), SubscribedFrame)
+    assert isinstance(parse_frame('{"type":"error","code":4009}'), ErrorFrame)
+    assert isinstance(parse_frame('{"type":"chat","id":"c"}'), ChatFrame)
+    presence = parse_frame('{"type":"presence","event":"timeout","agent":{"handle":"h"}}')
+    assert isinstance(presence, PresenceFrame) and presence.agent.handle == "h"
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+frame_types = st.sampled_from(
+    ["connected", "notification", "pong", "subscribed", "error", "chat", "presence", "zzz"]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_values)
+def test_arbitrary_json_never_raises(value: Any) -> None:
+    frame = parse_frame(json.dumps(value))
+    assert frame.type is None or isinstance(frame.type, str)
+
+
+@settings(max_examples=300, deadline=None)
+@given(frame_types, st.dictionaries(st.text(max_size=12), json_values, max_size=6))
+def test_known_types_with_arbitrary_fields_never_raise(kind: str, fields: dict[str, Any]) -> None:
+    frame = parse_frame(json.dumps({**fields, "type": kind}))
+    if isinstance(frame, NotificationFrame):
+        # Accessors must hold up on any data shape too.
+        _ = (frame.sender_id, frame.sender_name, frame.text, frame.typed_data, frame.created)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=200))
+def test_arbitrary_bytes_never_raise(data: bytes) -> None:
+    parse_frame(data)
+
+
+def test_deep_nesting_is_an_error_value_not_a_crash() -> None:
+    deep = "[" * 100_000 + "]" * 100_000
+    assert isinstance(parse_frame(deep), InvalidFrame)
