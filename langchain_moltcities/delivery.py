@@ -1,0 +1,158 @@
+"""Bounded buffers with a read cursor, de-duplication by id, and drop counters.
+
+Pure and thread-safe: the socket side offers items from the client's loop thread while
+consumers read from any thread. This is the one place that decides "seen once".
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict, deque
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+__all__ = ["BufferCounters", "DeliveryBuffer", "ReadResult", "RecentIds"]
+
+T = TypeVar("T")
+
+_log = logging.getLogger("langchain_moltcities.delivery")
+
+
+@dataclass(frozen=True)
+class ReadResult(Generic[T]):
+    """What one read returns.
+
+    ``items`` oldest first; ``remaining`` unread items left after this read (all types);
+    ``dropped`` items lost to overflow since the previous read.
+    """
+
+    items: list[T] = field(default_factory=list)
+    remaining: int = 0
+    dropped: int = 0
+
+
+@dataclass(frozen=True)
+class BufferCounters:
+    received: int
+    duplicates_dropped: int
+    overflow_dropped: int
+    pending: int
+
+
+class RecentIds:
+    """A bounded, insertion-ordered memory of ids (oldest forgotten first). Not thread-safe."""
+
+    def __init__(self, capacity: int) -> None:
+        if capacity <= 0:
+            raise ValueError("capacity must be positive")
+        self.capacity = capacity
+        self._ids: OrderedDict[str, None] = OrderedDict()
+
+    def __contains__(self, item_id: object) -> bool:
+        return item_id in self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def add(self, item_id: str) -> None:
+        self._ids[item_id] = None
+        self._ids.move_to_end(item_id)
+        while len(self._ids) > self.capacity:
+            self._ids.popitem(last=False)
+
+    def forget(self, item_id: str) -> None:
+        self._ids.pop(item_id, None)
+
+
+@dataclass
+class _Entry(Generic[T]):
+    item: T
+    item_id: str | None
+    kind: str
+
+
+class DeliveryBuffer(Generic[T]):
+    """Unread items, oldest first, bounded by ``capacity``.
+
+    - :meth:`offer` drops an item whose id was seen recently (counted as a duplicate).
+    - On overflow the oldest unread item is dropped and counted; its id is forgotten so a later
+      redelivery (the server re-sends unacked notifications) is delivered, not swallowed.
+    - The first drop of an overflow episode is logged once; the episode ends at the next read.
+    - :meth:`read` returns unread items (optionally only some kinds) and removes them; items
+      of other kinds stay unread.
+    """
+
+    def __init__(self, capacity: int, *, dedupe_memory: int = 10_000, name: str = "buffer") -> None:
+        if capacity <= 0:
+            raise ValueError("buffer capacity must be positive")
+        self.capacity = capacity
+        self.name = name
+        self._lock = threading.Lock()
+        self._unread: deque[_Entry[T]] = deque()
+        self._seen = RecentIds(max(dedupe_memory, capacity))
+        self._received = 0
+        self._duplicates = 0
+        self._overflow = 0
+        self._dropped_since_read = 0
+
+    def offer(self, item: T, *, item_id: str | None, kind: str) -> bool:
+        """Add ``item``; False if it was a duplicate and dropped. Items without id are kept."""
+        with self._lock:
+            if item_id is not None:
+                if item_id in self._seen:
+                    self._duplicates += 1
+                    return False
+                self._seen.add(item_id)
+            self._received += 1
+            self._unread.append(_Entry(item, item_id, kind))
+            while len(self._unread) > self.capacity:
+                lost = self._unread.popleft()
+                if lost.item_id is not None:
+                    self._seen.forget(lost.item_id)
+                self._overflow += 1
+                self._dropped_since_read += 1
+                if self._dropped_since_read == 1:
+                    _log.warning(
+                        "%s buffer full (%d unread): dropping the oldest items until the next "
+                        "read; read more often or raise buffer_size",
+                        self.name,
+                        self.capacity,
+                    )
+            return True
+
+    def read(self, limit: int | None = None, kinds: Collection[str] | None = None) -> ReadResult[T]:
+        """Take up to ``limit`` unread items (of ``kinds`` if given), oldest first."""
+        if limit is not None and limit < 0:
+            raise ValueError("limit must be zero or positive")
+        wanted = set(kinds) if kinds is not None else None
+        with self._lock:
+            taken: list[T] = []
+            kept: deque[_Entry[T]] = deque()
+            for entry in self._unread:
+                if (limit is None or len(taken) < limit) and (
+                    wanted is None or entry.kind in wanted
+                ):
+                    taken.append(entry.item)
+                else:
+                    kept.append(entry)
+            self._unread = kept
+            dropped = self._dropped_since_read
+            if dropped:
+                _log.info("%s buffer: %d items were dropped for overflow", self.name, dropped)
+            self._dropped_since_read = 0
+            return ReadResult(items=taken, remaining=len(kept), dropped=dropped)
+
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._unread)
+
+    def counters(self) -> BufferCounters:
+        with self._lock:
+            return BufferCounters(
+                received=self._received,
+                duplicates_dropped=self._duplicates,
+                overflow_dropped=self._overflow,
+                pending=len(self._unread),
+            )
