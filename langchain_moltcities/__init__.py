@@ -1,6 +1,30 @@
 """Real-time MoltCities for LangChain agents."""
 
+from langchain_moltcities.client import ChannelStatus, ClientStatus, MoltCitiesClient
+from langchain_moltcities.delivery import ReadResult
+from langchain_moltcities.errors import (
+    ApiError,
+    AuthenticationError,
+    InvalidArgumentError,
+    MoltCitiesError,
+    NotConnectedError,
+    RateLimitError,
+)
 from langchain_moltcities.protocol import parse_frame
+from langchain_moltcities.settings import ClientSettings
 
-__all__ = ["parse_frame"]
+__all__ = [
+    "ApiError",
+    "AuthenticationError",
+    "ChannelStatus",
+    "ClientSettings",
+    "ClientStatus",
+    "InvalidArgumentError",
+    "MoltCitiesClient",
+    "MoltCitiesError",
+    "NotConnectedError",
+    "RateLimitError",
+    "ReadResult",
+    "parse_frame",
+]
 __version__ = "0.1.0"

@@ -1,0 +1,536 @@
+"""One channel's connection: connect, heartbeat, receive, reconnect, or poll instead.
+
+Thin I/O on the client's loop: it asks :mod:`backoff` what a close or failure means, hands
+every frame to the client's sink (which feeds :mod:`delivery`), and never decides "seen once".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+from urllib.parse import quote
+
+from pydantic import SecretStr
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import (
+    ConnectionClosed,
+    InvalidHandshake,
+    InvalidStatus,
+    InvalidURI,
+)
+
+from langchain_moltcities.backoff import (
+    Action,
+    Backoff,
+    Decision,
+    decide_close,
+    decide_handshake_status,
+    decide_network_error,
+)
+from langchain_moltcities.errors import AuthenticationError, MoltCitiesError
+from langchain_moltcities.protocol import (
+    AckFrame,
+    ChatFrame,
+    ConnectedFrame,
+    ErrorFrame,
+    InvalidFrame,
+    PingFrame,
+    PongFrame,
+    PresenceFrame,
+    ServerFrame,
+    SubscribedFrame,
+    SubscribeFrame,
+    UnknownFrame,
+    encode_client_frame,
+    parse_frame,
+    parse_timestamp,
+)
+from langchain_moltcities.redact import RedactingLogger, redact
+from langchain_moltcities.rest import RestApi
+from langchain_moltcities.settings import ClientSettings
+
+__all__ = ["CHANNELS", "Channel", "ChannelInfo", "ChannelName", "FrameSink", "Transport"]
+
+ChannelName = Literal["personal", "town-square"]
+Transport = Literal["websocket", "poll"]
+CHANNELS: tuple[ChannelName, ...] = ("personal", "town-square")
+FrameSink = Callable[[str, ServerFrame], None]
+
+_log = logging.getLogger("langchain_moltcities.connection")
+_MESSAGE_TOO_BIG = 1009
+_MAX_BACKFILL_PAGES = 20
+
+
+@dataclass
+class ChannelInfo:
+    """Live state of one channel; written on the client loop, read (as a snapshot) anywhere."""
+
+    name: str
+    transport: str
+    state: str = "idle"
+    connect_count: int = 0
+    last_close_code: int | None = None
+    last_close_reason: str | None = None
+    last_error: str | None = None
+    agent_id: str | None = None
+    online_count: int | None = None
+    unknown_frames: int = 0
+    invalid_frames: int = 0
+    polling: bool = False
+    backfilled: int = 0
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Channel:
+    """Keeps one channel (``personal`` or ``town-square``) delivering until stopped."""
+
+    def __init__(
+        self,
+        name: ChannelName,
+        *,
+        ws_base: str,
+        api_key: SecretStr,
+        rest: RestApi,
+        settings: ClientSettings,
+        sink: FrameSink,
+        transport: Transport = "websocket",
+        fallback_after: int = 3,
+    ) -> None:
+        self.name = name
+        self.info = ChannelInfo(name=name, transport=transport)
+        self._ws_base = ws_base.rstrip("/")
+        self._key = api_key
+        self._rest = rest
+        self._settings = settings
+        self._sink = sink
+        self._transport = transport
+        self._fallback_after = fallback_after
+        self._backoff = Backoff(
+            settings.backoff_base,
+            settings.backoff_cap,
+            jitter=settings.backoff_jitter,
+            stable_after=settings.stable_after,
+        )
+        self._ws_logger = RedactingLogger(
+            logging.getLogger("websockets.client"), [api_key.get_secret_value()]
+        )
+        self._ws: ClientConnection | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._failures = 0  # consecutive failed connect attempts
+        self._last_poll = -float("inf")
+        self._pending_acks: dict[str, None] = {}
+        self._desired_subscriptions: list[str] | None = None
+        self.subscriptions: list[str] | None = None
+        self._sub_waiters: list[asyncio.Future[list[str]]] = []
+        # Town square back-fill cursor: created_at of the newest chat seen (or of first connect).
+        self._chat_cursor: str | None = None
+        self._chat_cursor_dt: datetime | None = None
+        self._last_data = 0.0
+        self._ping_outstanding_since: float | None = None
+        self._dead_reason: str | None = None
+        self._logged_unknown: set[str] = set()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"moltcities-{self.name}")
+
+    async def stop(self) -> None:
+        """Stop promptly: cancel the loop, then close the socket (bounded by close_timeout)."""
+        self._stopping = True
+        task, self._task = self._task, None
+        ws = self._ws
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        if ws is not None:
+            await self._close_ws(ws)
+        for fut in self._sub_waiters:
+            fut.cancel()
+        self._sub_waiters.clear()
+        if self.info.state not in ("displaced", "failed"):
+            self.info.state = "closed"
+
+    async def _close_ws(self, ws: ClientConnection) -> None:
+        try:
+            # The live server never answers a close frame: close_timeout keeps this short.
+            await asyncio.wait_for(
+                ws.close(1000, "client closing"), self._settings.close_timeout + 0.5
+            )
+        except (TimeoutError, OSError, ConnectionClosed):
+            pass
+        finally:
+            ws.transport.abort()
+
+    @property
+    def connected(self) -> bool:
+        return self.info.state == "connected"
+
+    # ------------------------------------------------------------------ commands
+
+    async def ack(self, ids: Sequence[str]) -> None:
+        """Ack over the socket, by REST when polling, or queue until the next connection."""
+        if self._transport == "poll" or (self.info.polling and self._ws is None):
+            for nid in ids:
+                await self._rest.mark_read(nid)
+            return
+        ws = self._ws
+        for nid in ids:
+            self._pending_acks[nid] = None
+        if ws is not None:
+            await self._flush_acks(ws)
+
+    async def _flush_acks(self, ws: ClientConnection) -> None:
+        for nid in list(self._pending_acks):
+            try:
+                await ws.send(encode_client_frame(AckFrame(notification_id=nid)))
+            except ConnectionClosed:
+                return  # stays queued for the next connection
+            self._pending_acks.pop(nid, None)
+
+    @property
+    def pending_acks(self) -> int:
+        return len(self._pending_acks)
+
+    async def subscribe(self, events: Sequence[str]) -> list[str]:
+        """Set the subscription (re-sent after every reconnect); the server's echo if connected."""
+        self._desired_subscriptions = list(events)
+        ws = self._ws
+        if ws is None or self._transport == "poll":
+            return list(events)
+        fut: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
+        self._sub_waiters.append(fut)
+        try:
+            await ws.send(encode_client_frame(SubscribeFrame(events=list(events))))
+            return await asyncio.wait_for(fut, self._settings.request_timeout)
+        except (TimeoutError, ConnectionClosed):
+            # No echo (or the link dropped): the wish is kept and re-sent on reconnect.
+            return list(events)
+        finally:
+            if fut in self._sub_waiters:
+                self._sub_waiters.remove(fut)
+
+    # ------------------------------------------------------------------ main loop
+
+    async def _run(self) -> None:
+        try:
+            if self._transport == "poll":
+                await self._poll_forever()
+            else:
+                await self._websocket_forever()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug must not pass silently, nor leak the key
+            self.info.state = "failed"
+            self.info.last_error = self._redact(f"{type(exc).__name__}: {exc}")
+            _log.error(
+                "%s channel stopped by an unexpected error: %s", self.name, self.info.last_error
+            )
+
+    async def _websocket_forever(self) -> None:
+        while not self._stopping:
+            decision = await self._connect_once()
+            if self._stopping:
+                return
+            if decision.action is not Action.RECONNECT:
+                self.info.state = decision.state
+                if decision.state != "closed":
+                    self.info.last_error = decision.reason
+                log = _log.error if decision.action is Action.FATAL else _log.warning
+                log("%s channel stopped: %s", self.name, decision.reason)
+                return
+            self.info.state = "backing_off"
+            delay = self._backoff.next_delay()
+            _log.info("%s channel: %s; reconnecting in %.2f s", self.name, decision.reason, delay)
+            await self._wait_backoff(delay)
+
+    async def _wait_backoff(self, delay: float) -> None:
+        deadline = time.monotonic() + delay
+        while True:
+            if self._failures >= self._fallback_after:
+                self.info.polling = True
+                if time.monotonic() - self._last_poll >= self._settings.poll_interval:
+                    await self._poll_once()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            step = min(remaining, self._settings.poll_interval) if self.info.polling else remaining
+            await asyncio.sleep(step)
+
+    def _url(self) -> str:
+        url = f"{self._ws_base}{self._settings.ws_path}?token={quote(self._key.get_secret_value())}"
+        if self.name == "town-square":
+            url += "&channel=town-square"
+        return url
+
+    async def _connect_once(self) -> Decision:
+        self.info.state = "connecting"
+        s = self._settings
+        try:
+            ws = await connect(
+                self._url(),
+                logger=self._ws_logger,
+                open_timeout=s.connect_timeout,
+                # Protocol-level pings catch a dead TCP link; app-level pings (below) keep the
+                # server's idle timer happy and catch a server that stopped answering.
+                ping_interval=s.ping_interval,
+                ping_timeout=s.pong_timeout,
+                close_timeout=s.close_timeout,
+                max_size=s.max_frame_size,
+                user_agent_header="langchain-moltcities",
+                proxy=None,
+            )
+        except InvalidStatus as exc:
+            self._failures += 1
+            decision = decide_handshake_status(exc.response.status_code)
+            self.info.last_error = decision.reason
+            return decision
+        except InvalidURI:
+            self._failures += 1
+            self.info.last_error = "the WebSocket URL is invalid; check base_url"
+            return Decision(Action.FATAL, "failed", self.info.last_error)
+        except (OSError, TimeoutError, InvalidHandshake) as exc:
+            self._failures += 1
+            what = self._redact(str(exc) or type(exc).__name__)
+            decision = decide_network_error(f"{type(exc).__name__}: {what}")
+            self.info.last_error = decision.reason
+            return decision
+
+        self._failures = 0
+        self._ws = ws
+        self.info.polling = False
+        self.info.connect_count += 1
+        self.info.state = "connected"
+        self.info.last_error = None
+        self._backoff.connected(time.monotonic())
+        _log.info("%s channel connected (connection #%d)", self.name, self.info.connect_count)
+        try:
+            await self._after_connect(ws)
+            return await self._session(ws)
+        finally:
+            self._ws = None
+            self._backoff.disconnected(time.monotonic())
+            if self.info.state == "connected":
+                self.info.state = "backing_off"
+            if not self._stopping:
+                ws.transport.abort()
+
+    async def _after_connect(self, ws: ClientConnection) -> None:
+        try:
+            if self._desired_subscriptions is not None and self.name == "personal":
+                frame = SubscribeFrame(events=self._desired_subscriptions)
+                await ws.send(encode_client_frame(frame))
+            if self.name == "personal":
+                await self._flush_acks(ws)
+        except ConnectionClosed:
+            return
+        if self.name == "town-square":
+            if self._chat_cursor is None:
+                self._chat_cursor = _now_iso()
+                self._chat_cursor_dt = parse_timestamp(self._chat_cursor)
+            elif self.info.connect_count > 1:
+                await self._backfill_chat()
+
+    async def _session(self, ws: ClientConnection) -> Decision:
+        self._last_data = time.monotonic()
+        self._ping_outstanding_since = None
+        self._dead_reason = None
+        heartbeat = asyncio.create_task(self._heartbeat(ws), name=f"moltcities-{self.name}-ping")
+        oversize = False
+        try:
+            async for raw in ws:
+                self._last_data = time.monotonic()
+                self._handle(parse_frame(raw))
+        except ConnectionClosed as exc:
+            oversize = exc.sent is not None and exc.sent.code == _MESSAGE_TOO_BIG
+        finally:
+            heartbeat.cancel()
+            await asyncio.gather(heartbeat, return_exceptions=True)
+        code = ws.close_code
+        reason = ws.close_reason or ""
+        self.info.last_close_code = code
+        self.info.last_close_reason = reason or None
+        if oversize:
+            self.info.last_error = (
+                f"refused an inbound frame over max_frame_size ({self._settings.max_frame_size} "
+                "bytes); reconnecting"
+            )
+            _log.warning("%s channel: %s", self.name, self.info.last_error)
+        if self._dead_reason:
+            self.info.last_error = self._dead_reason
+            return decide_network_error(self._dead_reason)
+        return decide_close(code, reason)
+
+    async def _heartbeat(self, ws: ClientConnection) -> None:
+        s = self._settings
+        data_timeout = s.effective_data_timeout
+        tick = max(0.01, min(s.ping_interval, s.pong_timeout, data_timeout) / 4)
+        last_ping = time.monotonic()
+        while True:
+            await asyncio.sleep(tick)
+            now = time.monotonic()
+            if self._ping_outstanding_since is not None:
+                if now - self._ping_outstanding_since > s.pong_timeout:
+                    self._declare_dead(ws, f"no pong within {s.pong_timeout:g} s (half-open link)")
+                    return
+            if now - self._last_data > data_timeout:
+                self._declare_dead(ws, f"no data for {data_timeout:g} s (half-open link)")
+                return
+            if now - last_ping >= s.ping_interval:
+                last_ping = now
+                if self._ping_outstanding_since is None:
+                    self._ping_outstanding_since = now
+                try:
+                    await asyncio.wait_for(
+                        ws.send(encode_client_frame(PingFrame())), s.pong_timeout
+                    )
+                except TimeoutError:
+                    self._declare_dead(ws, "could not send a ping (write blocked)")
+                    return
+                except ConnectionClosed:
+                    return
+
+    def _declare_dead(self, ws: ClientConnection, reason: str) -> None:
+        self._dead_reason = reason
+        _log.warning("%s channel: %s; dropping it and reconnecting", self.name, reason)
+        # No close handshake: the peer isn't answering, so waiting for it would only stall.
+        ws.transport.abort()
+
+    # ------------------------------------------------------------------ frames
+
+    def _handle(self, frame: ServerFrame) -> None:
+        if isinstance(frame, PongFrame):
+            self._ping_outstanding_since = None
+        elif isinstance(frame, ConnectedFrame):
+            if frame.agent_id:
+                self.info.agent_id = frame.agent_id
+            if frame.online_count is not None:
+                self.info.online_count = frame.online_count
+            if (
+                self.name == "town-square"
+                and self.info.connect_count == 1
+                and frame.server_time
+                and (dt := parse_timestamp(frame.server_time)) is not None
+                and self._chat_cursor_dt is not None
+                and dt < self._chat_cursor_dt
+            ):
+                # Prefer the server's clock for the first back-fill cursor.
+                self._chat_cursor, self._chat_cursor_dt = frame.server_time, dt
+        elif isinstance(frame, SubscribedFrame):
+            self.subscriptions = list(frame.events)
+            for fut in self._sub_waiters:
+                if not fut.done():
+                    fut.set_result(list(frame.events))
+            self._sub_waiters.clear()
+        elif isinstance(frame, ErrorFrame):
+            self.info.last_error = f"server error {frame.code}: {frame.message}"
+            _log.warning("%s channel: %s", self.name, self.info.last_error)
+        elif isinstance(frame, InvalidFrame):
+            self.info.invalid_frames += 1
+            _log.warning("%s channel: ignored a malformed frame: %s", self.name, frame.error)
+        elif isinstance(frame, UnknownFrame):
+            self.info.unknown_frames += 1
+            kind = frame.type or "<no type>"
+            if kind not in self._logged_unknown and len(self._logged_unknown) < 100:
+                self._logged_unknown.add(kind)
+                _log.info("%s channel: ignoring frames of unknown type %r", self.name, kind)
+        else:
+            if isinstance(frame, PresenceFrame) and frame.online_count is not None:
+                self.info.online_count = frame.online_count
+            if isinstance(frame, ChatFrame):
+                self._advance_chat_cursor(frame)
+            self._deliver(frame)
+
+    def _deliver(self, frame: ServerFrame) -> None:
+        try:
+            self._sink(self.name, frame)
+        except Exception:
+            _log.exception("%s channel: delivering a frame failed", self.name)
+
+    def _advance_chat_cursor(self, frame: ChatFrame) -> None:
+        dt = frame.created
+        if (
+            frame.created_at
+            and dt is not None
+            and (self._chat_cursor_dt is None or dt > self._chat_cursor_dt)
+        ):
+            self._chat_cursor, self._chat_cursor_dt = frame.created_at, dt
+
+    # ------------------------------------------------------------------ REST paths
+
+    async def _backfill_chat(self) -> None:
+        """Fetch chat posted after the cursor (exclusive); the buffer dedupes by id."""
+        limit = self._settings.backfill_limit
+        for _ in range(_MAX_BACKFILL_PAGES):
+            after = self._chat_cursor
+            try:
+                page = await self._rest.chat_history(after=after, limit=limit)
+            except AuthenticationError:
+                raise
+            except MoltCitiesError as exc:
+                _log.warning("%s channel: chat back-fill failed: %s", self.name, exc)
+                return
+            for message in page.messages:
+                chat = message.to_chat()
+                self._advance_chat_cursor(chat)
+                self.info.backfilled += 1
+                self._deliver(chat)
+            if len(page.messages) < limit or self._chat_cursor == after:
+                return
+
+    async def _poll_once(self) -> bool:
+        """One REST poll of this channel; True if it worked."""
+        self._last_poll = time.monotonic()
+        try:
+            if self.name == "personal":
+                page = await self._rest.list_notifications(unread=True, limit=100)
+                for item in page.notifications:
+                    self._deliver(item.to_notification())
+            else:
+                if self._chat_cursor is None:
+                    self._chat_cursor = _now_iso()
+                    self._chat_cursor_dt = parse_timestamp(self._chat_cursor)
+                await self._backfill_chat()
+        except AuthenticationError as exc:
+            self.info.last_error = str(exc)
+            raise
+        except MoltCitiesError as exc:
+            self.info.last_error = f"poll failed: {exc}"
+            _log.info("%s channel: %s", self.name, self.info.last_error)
+            return False
+        return True
+
+    async def _poll_forever(self) -> None:
+        self.info.polling = True
+        while not self._stopping:
+            if self.info.state != "connected":
+                self.info.state = "connecting"
+            try:
+                ok = await self._poll_once()
+            except AuthenticationError as exc:
+                self.info.state = "failed"
+                _log.error("%s channel stopped: %s", self.name, exc)
+                return
+            if ok:
+                if self.info.state != "connected":
+                    self.info.connect_count += 1
+                    self.info.last_error = None
+                self.info.state = "connected"
+                self._backoff.reset()
+                await asyncio.sleep(self._settings.poll_interval)
+            else:
+                self.info.state = "backing_off"
+                await asyncio.sleep(self._backoff.next_delay())
+
+    def _redact(self, text: str) -> str:
+        return redact(text, [self._key.get_secret_value()])
