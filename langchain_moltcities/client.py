@@ -77,9 +77,11 @@ class ChannelStatus(BaseModel):
     pending: int = 0
     unknown_frames: int = 0
     invalid_frames: int = 0
+    oversized_frames: int = 0
     polling: bool = False
     pending_acks: int = 0
     backfilled: int = 0
+    retry_attempt: int = 0
 
 
 class ClientStatus(BaseModel):
@@ -382,9 +384,11 @@ class MoltCitiesClient:
                 pending=counters.pending,
                 unknown_frames=info.unknown_frames if info else 0,
                 invalid_frames=info.invalid_frames if info else 0,
+                oversized_frames=info.oversized_frames if info else 0,
                 polling=info.polling if info else False,
                 pending_acks=ch.pending_acks if ch else 0,
                 backfilled=info.backfilled if info else 0,
+                retry_attempt=info.retry_attempt if info else 0,
             )
         return ClientStatus(
             started=self._thread is not None,

@@ -81,8 +81,10 @@ class ChannelInfo:
     online_count: int | None = None
     unknown_frames: int = 0
     invalid_frames: int = 0
+    oversized_frames: int = 0
     polling: bool = False
     backfilled: int = 0
+    retry_attempt: int = 0  # consecutive reconnects without a stable connection
 
 
 def _now_iso() -> str:
@@ -251,6 +253,7 @@ class Channel:
                 return
             self.info.state = "backing_off"
             delay = self._backoff.next_delay()
+            self.info.retry_attempt = self._backoff.attempts
             _log.info("%s channel: %s; reconnecting in %.2f s", self.name, decision.reason, delay)
             await self._wait_backoff(delay)
 
@@ -311,7 +314,6 @@ class Channel:
         self.info.polling = False
         self.info.connect_count += 1
         self.info.state = "connected"
-        self.info.last_error = None
         self._backoff.connected(time.monotonic())
         _log.info("%s channel connected (connection #%d)", self.name, self.info.connect_count)
         try:
@@ -361,6 +363,7 @@ class Channel:
         self.info.last_close_code = code
         self.info.last_close_reason = reason or None
         if oversize:
+            self.info.oversized_frames += 1
             self.info.last_error = (
                 f"refused an inbound frame over max_frame_size ({self._settings.max_frame_size} "
                 "bytes); reconnecting"
@@ -524,7 +527,6 @@ class Channel:
             if ok:
                 if self.info.state != "connected":
                     self.info.connect_count += 1
-                    self.info.last_error = None
                 self.info.state = "connected"
                 self._backoff.reset()
                 await asyncio.sleep(self._settings.poll_interval)

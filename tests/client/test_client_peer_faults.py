@@ -1,0 +1,248 @@
+"""Client behaviour against a scripted, sometimes hostile WebSocket peer (real sockets).
+
+The local MoltCities server covers the protocol; this peer sends what no honest server
+would: garbage, unknown types, oversized frames, silence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+import pytest
+from conftest import PEER_KEY, PEER_LOGGER, Peer, answer_pings, eventually, fast_settings
+from websockets.asyncio.server import ServerConnection
+
+from langchain_moltcities import MoltCitiesClient
+
+
+def notification(nid: str, event_type: str = "inbox.message", **data: object) -> str:
+    return json.dumps(
+        {"type": "notification", "id": nid, "event_type": event_type, "data": data or {"x": 1}}
+    )
+
+
+def make_client(peer: Peer, **kw: object) -> MoltCitiesClient:
+    kw.setdefault("settings", fast_settings())
+    return MoltCitiesClient(
+        api_key=PEER_KEY,
+        base_url=peer.url,
+        channels=("personal",),
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+async def test_malformed_and_unknown_frames_are_counted_and_skipped(peer: Peer) -> None:
+    async def hostile(ws: ServerConnection, n: int) -> None:
+        await ws.send(json.dumps({"type": "connected", "agent_id": "agent_me"}))
+        await ws.send("this is not json")
+        await ws.send("[1, 2, 3]")
+        await ws.send(json.dumps({"type": "notification", "event_type": "mention"}))  # no id
+        await ws.send(b"\xff\xfe\x00binary")
+        await ws.send(json.dumps({"type": "from.the.future", "payload": 1}))
+        await ws.send(json.dumps({"type": "error", "code": 4009, "message": "Unknown type"}))
+        await ws.send(notification("n1", preview="still here"))
+        await answer_pings(ws, peer)
+
+    peer.handler = hostile
+    async with make_client(peer) as client:
+        await eventually(lambda: client.status().channels["personal"].received == 1, what="n1")
+        items = client.read_notifications().items
+        assert [n.id for n in items] == ["n1"] and items[0].text == "still here"
+        ch = client.status().channels["personal"]
+        assert ch.invalid_frames == 4
+        assert ch.unknown_frames == 1
+        assert ch.state == "connected" and ch.connect_count == 1
+        assert "4009" in (ch.last_error or "")
+        assert client.agent_id == "agent_me"
+
+
+async def test_oversized_frame_is_refused_and_the_client_recovers(peer: Peer) -> None:
+    async def big_then_good(ws: ServerConnection, n: int) -> None:
+        await ws.send(json.dumps({"type": "connected"}))
+        if n == 1:
+            await ws.send(notification("huge", preview="x" * 50_000))
+        await ws.send(notification(f"ok{n}"))
+        await answer_pings(ws, peer)
+
+    peer.handler = big_then_good
+    async with make_client(peer, settings=fast_settings(max_frame_size=4096)) as client:
+        await eventually(lambda: client.status().channels["personal"].received >= 1, what="ok2")
+        ids = [n.id for n in client.read_notifications().items]
+        assert "huge" not in ids and "ok2" in ids
+        ch = client.status().channels["personal"]
+        assert ch.connect_count >= 2
+        assert ch.oversized_frames == 1
+        assert "max_frame_size" in (ch.last_error or "")
+
+
+async def test_handshake_401_is_fatal_with_a_clear_error(peer: Peer) -> None:
+    peer.reject_status = 401
+    async with make_client(peer) as client:
+        assert await client.await_connected(timeout=15) is False
+        ch = client.status().channels["personal"]
+        assert ch.state == "failed"
+        assert "API key" in (ch.last_error or "") and "401" in (ch.last_error or "")
+        attempts = peer.handshakes
+    # Closing stopped everything; no retry storm happened while we looked.
+    assert peer.handshakes == attempts
+    assert attempts == 1 + sum(1 for p in peer.paths if p.startswith("/api/me"))
+
+
+@pytest.mark.parametrize("status", [503, 429])
+async def test_handshake_5xx_and_429_are_retried(peer: Peer, status: int) -> None:
+    peer.reject_status = status
+    async with make_client(peer) as client:
+        await eventually(lambda: peer.handshakes >= 3, what="retries")
+        assert client.status().channels["personal"].state in ("backing_off", "connecting")
+        peer.reject_status = None
+        assert await client.await_connected(timeout=15)
+
+
+async def test_half_open_peer_is_detected_and_replaced(peer: Peer) -> None:
+    async def silent_first(ws: ServerConnection, n: int) -> None:
+        await ws.send(json.dumps({"type": "connected"}))
+        if n == 1:
+            # Reads (so TCP stays healthy) but never answers an app-level ping.
+            async for msg in ws:
+                peer.received.append(str(msg))
+            return
+        await ws.send(notification("after-reconnect"))
+        await answer_pings(ws, peer)
+
+    peer.handler = silent_first
+    async with make_client(peer) as client:
+        await eventually(lambda: peer.connections >= 2, what="a second connection")
+        await eventually(lambda: client.status().channels["personal"].received == 1)
+        assert any(json.loads(m)["type"] == "ping" for m in peer.received)
+        assert [n.id for n in client.read_notifications().items] == ["after-reconnect"]
+
+
+async def test_abrupt_tcp_drop_reconnects(peer: Peer) -> None:
+    async def drop_first(ws: ServerConnection, n: int) -> None:
+        await ws.send(json.dumps({"type": "connected"}))
+        if n == 1:
+            ws.transport.abort()
+            return
+        await answer_pings(ws, peer)
+
+    peer.handler = drop_first
+    async with make_client(peer) as client:
+        await eventually(lambda: client.status().channels["personal"].connect_count >= 2)
+        assert await client.await_connected(timeout=15)
+        assert client.status().channels["personal"].last_close_code == 1006
+
+
+@pytest.mark.parametrize(("code", "state"), [(4003, "displaced"), (1000, "closed")])
+async def test_close_codes_that_stop(peer: Peer, code: int, state: str) -> None:
+    async def close_with(ws: ServerConnection, n: int) -> None:
+        await ws.send(json.dumps({"type": "connected"}))
+        await ws.close(code, "New connection opened" if code == 4003 else "bye")
+
+    peer.handler = close_with
+    async with make_client(peer) as client:
+        await eventually(lambda: client.status().channels["personal"].state == state)
+        ch = client.status().channels["personal"]
+        assert ch.last_close_code == code and ch.connect_count == 1
+        if code == 4003:
+            assert "displaced" in (ch.last_error or "")
+        assert await client.await_connected(timeout=1) is False
+    assert peer.connections == 1
+
+
+async def test_idle_close_4000_reconnects(peer: Peer) -> None:
+    async def idle_close_first(ws: ServerConnection, n: int) -> None:
+        await ws.send(json.dumps({"type": "connected"}))
+        if n == 1:
+            await ws.close(4000, "Connection timeout")
+            return
+        await answer_pings(ws, peer)
+
+    peer.handler = idle_close_first
+    async with make_client(peer) as client:
+        await eventually(lambda: client.status().channels["personal"].connect_count == 2)
+        assert await client.await_connected(timeout=15)
+        assert client.status().channels["personal"].last_close_code == 4000
+
+
+async def test_flapping_server_backs_off_instead_of_storming(peer: Peer) -> None:
+    async def accept_and_close(ws: ServerConnection, n: int) -> None:
+        await ws.close(4000, "go away")
+
+    peer.handler = accept_and_close
+    settings = fast_settings(backoff_base=0.01, backoff_cap=0.05, stable_after=60)
+    async with make_client(peer, settings=settings) as client:
+        await eventually(lambda: peer.connections >= 6, what="several attempts")
+        # Accepted-then-closed connections never count as stable: the attempt count (and so
+        # the delay) keeps growing instead of resetting after each short-lived connection.
+        assert client.status().channels["personal"].retry_attempt >= 5
+
+
+async def test_backoff_resets_after_a_stable_connection(peer: Peer) -> None:
+    release = asyncio.Event()
+
+    async def handler(ws: ServerConnection, n: int) -> None:
+        await ws.send(json.dumps({"type": "connected"}))
+        if n <= 3:
+            await ws.close(4000, "flap")
+            return
+        if n == 4:
+            await release.wait()  # stays up until the test saw it stable
+            await ws.close(4000, "after a long stable time")
+            return
+        await answer_pings(ws, peer)
+
+    peer.handler = handler
+    settings = fast_settings(stable_after=0.05, backoff_base=0.01, backoff_cap=0.05)
+    async with make_client(peer, settings=settings) as client:
+        await eventually(lambda: peer.connections >= 4 and client.status().connected)
+        assert client.status().channels["personal"].retry_attempt >= 3
+        await asyncio.sleep(0.2)  # longer than stable_after: makes the 4th connection stable
+        release.set()
+        await eventually(lambda: peer.connections >= 5)
+        assert client.status().channels["personal"].retry_attempt == 1
+
+
+async def test_acks_sent_over_the_socket_and_queued_while_down(peer: Peer) -> None:
+    gate = asyncio.Event()
+
+    async def handler(ws: ServerConnection, n: int) -> None:
+        await ws.send(json.dumps({"type": "connected"}))
+        if n == 1:
+            await gate.wait()
+            ws.transport.abort()
+            return
+        await answer_pings(ws, peer)
+
+    peer.handler = handler
+    async with make_client(peer) as client:
+        assert await client.await_connected()
+        peer.handler = handler
+        gate.set()
+        await eventually(lambda: client.status().channels["personal"].state != "connected")
+        await client.aack(["n1", "n2"])
+        await eventually(lambda: client.status().channels["personal"].connect_count == 2)
+        await eventually(
+            lambda: sum(json.loads(m)["type"] == "ack" for m in peer.received) == 2, what="acks"
+        )
+        acked = [json.loads(m)["notification_id"] for m in peer.received if "ack" in m]
+        assert acked == ["n1", "n2"]
+        assert client.status().channels["personal"].pending_acks == 0
+
+
+async def test_key_never_reaches_logs_even_at_debug(
+    peer: Peer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    peer.reject_status = 503
+    async with make_client(peer) as client:
+        await eventually(lambda: peer.handshakes >= 2)
+        peer.reject_status = None
+        assert await client.await_connected()
+        assert repr(client).find(PEER_KEY) == -1
+        assert PEER_KEY not in client.status().model_dump_json()
+    texts = [r.getMessage() for r in caplog.records if not r.name.startswith(PEER_LOGGER)]
+    assert any("GET /api/notifications/connect" in t for t in texts), "websockets debug seen"
+    leaked = [t for t in texts if PEER_KEY in t or PEER_KEY[3:20] in t]
+    assert leaked == []
