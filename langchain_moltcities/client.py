@@ -331,16 +331,19 @@ class MoltCitiesClient:
     async def _ashutdown(self, *, stop_loop: bool) -> None:
         await asyncio.gather(*(c.stop() for c in self._channels.values()), return_exceptions=True)
         pending = [t for t in self._callback_tasks if not t.done()]
+        stuck = False
         if pending:
             # Give running mention callbacks a moment, then cancel what is left.
             await asyncio.wait(pending, timeout=max(self.settings.close_timeout, 0.5))
+            stuck = any(not t.done() for t in pending)
             for t in pending:
                 t.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         if self._rest is not None:
             await self._rest.aclose()
         if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
+            # Idle workers exit at once; a callback still stuck is left to finish on its own.
+            self._executor.shutdown(wait=not stuck, cancel_futures=True)
         if stop_loop:
             asyncio.get_running_loop().stop()
 

@@ -355,6 +355,12 @@ class Channel:
                 self._handle(parse_frame(raw))
         except ConnectionClosed as exc:
             oversize = exc.sent is not None and exc.sent.code == _MESSAGE_TOO_BIG
+            if exc.sent is not None and "keepalive" in exc.sent.reason and not self._dead_reason:
+                # websockets' own ping went unanswered: the same half-open verdict as ours.
+                self._dead_reason = (
+                    f"no answer to a WebSocket ping within {self._settings.pong_timeout:g} s "
+                    "(half-open link)"
+                )
         finally:
             heartbeat.cancel()
             await asyncio.gather(heartbeat, return_exceptions=True)
