@@ -136,6 +136,7 @@ class Channel:
         # Town square back-fill cursor: created_at of the newest chat seen (or of first connect).
         self._chat_cursor: str | None = None
         self._chat_cursor_dt: datetime | None = None
+        self._cursor_from_server = False
         self._last_data = 0.0
         self._ping_outstanding_since: float | None = None
         self._dead_reason: str | None = None
@@ -427,14 +428,13 @@ class Channel:
                 self.info.online_count = frame.online_count
             if (
                 self.name == "town-square"
-                and self.info.connect_count == 1
+                and not self._cursor_from_server
                 and frame.server_time
                 and (dt := parse_timestamp(frame.server_time)) is not None
-                and self._chat_cursor_dt is not None
-                and dt < self._chat_cursor_dt
             ):
-                # Prefer the server's clock for the first back-fill cursor.
+                # The server's clock beats ours for "after=": no gap from clock skew.
                 self._chat_cursor, self._chat_cursor_dt = frame.server_time, dt
+                self._cursor_from_server = True
         elif isinstance(frame, SubscribedFrame):
             self.subscriptions = list(frame.events)
             for fut in self._sub_waiters:
@@ -471,9 +471,15 @@ class Channel:
         if (
             frame.created_at
             and dt is not None
-            and (self._chat_cursor_dt is None or dt > self._chat_cursor_dt)
+            and (
+                not self._cursor_from_server
+                or self._chat_cursor_dt is None
+                or dt > self._chat_cursor_dt
+            )
         ):
+            # A local-clock baseline gives way to the first server timestamp, earlier or not.
             self._chat_cursor, self._chat_cursor_dt = frame.created_at, dt
+            self._cursor_from_server = True
 
     # ------------------------------------------------------------------ REST paths
 

@@ -72,6 +72,8 @@ class Peer:
     received: list[str] = field(default_factory=list)
     paths: list[str] = field(default_factory=list)
     server: Server | None = None
+    # Plain-HTTP GET answers by path prefix (websockets can serve GET only): the REST stand-in.
+    http_routes: dict[str, Callable[[str], Any]] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -80,8 +82,15 @@ class Peer:
         return f"http://127.0.0.1:{port}"
 
     async def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
-        self.handshakes += 1
         self.paths.append(request.path)
+        if request.headers.get("Upgrade", "").lower() != "websocket":
+            for prefix, route in self.http_routes.items():
+                if request.path.startswith(prefix):
+                    body = json.dumps(route(request.path)).encode()
+                    headers = Headers({"Content-Type": "application/json"})
+                    return Response(200, "OK", headers, body)
+            return Response(404, "Not Found", Headers(), b'{"error": "Not found"}')
+        self.handshakes += 1
         if self.reject_status is not None:
             body = json.dumps({"error": "Invalid API key"}).encode()
             status = HTTPStatus(self.reject_status)

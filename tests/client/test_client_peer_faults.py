@@ -15,6 +15,7 @@ from conftest import PEER_KEY, PEER_LOGGER, Peer, answer_pings, eventually, fast
 from websockets.asyncio.server import ServerConnection
 
 from langchain_moltcities import MoltCitiesClient
+from langchain_moltcities.protocol import ChatFrame
 
 
 def notification(nid: str, event_type: str = "inbox.message", **data: object) -> str:
@@ -87,7 +88,7 @@ async def test_handshake_401_is_fatal_with_a_clear_error(peer: Peer) -> None:
         attempts = peer.handshakes
     # Closing stopped everything; no retry storm happened while we looked.
     assert peer.handshakes == attempts
-    assert attempts == 1 + sum(1 for p in peer.paths if p.startswith("/api/me"))
+    assert attempts == 1
 
 
 @pytest.mark.parametrize("status", [503, 429])
@@ -246,3 +247,76 @@ async def test_key_never_reaches_logs_even_at_debug(
     assert any("GET /api/notifications/connect" in t for t in texts), "websockets debug seen"
     leaked = [t for t in texts if PEER_KEY in t or PEER_KEY[3:20] in t]
     assert leaked == []
+
+
+def chat(cid: str, at: str, text: str) -> dict[str, object]:
+    return {"id": cid, "message": text, "created_at": at, "agent": {"id": "agent_bob"}}
+
+
+async def test_town_square_gap_is_backfilled_after_a_reconnect(peer: Peer) -> None:
+    asked: list[str] = []
+
+    def history(path: str) -> dict[str, object]:
+        asked.append(path)
+        return {
+            "messages": [
+                chat("c2", "2026-02-01T10:00:02.000Z", "missed"),
+                chat("c3", "2026-02-01T10:00:03.000Z", "also live"),
+            ]
+        }
+
+    async def handler(ws: ServerConnection, n: int) -> None:
+        await ws.send(json.dumps({"type": "connected", "channel": "town-square"}))
+        if n == 1:
+            c1 = chat("c1", "2026-02-01T10:00:01.000Z", "seen live")
+            await ws.send(json.dumps({"type": "chat", **c1, "agent_id": "agent_bob"}))
+            await asyncio.sleep(0.05)
+            ws.transport.abort()
+            return
+        c3 = chat("c3", "2026-02-01T10:00:03.000Z", "also live")
+        await ws.send(json.dumps({"type": "chat", **c3, "agent_id": "agent_bob"}))
+        await answer_pings(ws, peer)
+
+    peer.handler = handler
+    peer.http_routes["/api/chat"] = history
+    async with MoltCitiesClient(
+        api_key=PEER_KEY, base_url=peer.url, channels=("town-square",), settings=fast_settings()
+    ) as client:
+        seen: list[str] = []
+
+        def three() -> bool:
+            seen.extend(c.id for c in client.read_town_square().items if isinstance(c, ChatFrame))
+            return len(seen) >= 3
+
+        await eventually(three, what="three chats")
+        assert seen == ["c1", "c2", "c3"]
+        ts = client.status().channels["town-square"]
+        assert ts.duplicates_dropped == 1 and ts.backfilled == 2
+        assert any(
+            "after=2026-02-01T10%3A00%3A01.000Z" in p or "after=2026-02-01T10:00:01" in p
+            for p in asked
+        ), asked
+        assert all(p.startswith("/api/chat?") and "token" not in p for p in asked)
+
+
+async def test_poll_transport_reads_rest_notifications(peer: Peer) -> None:
+    calls: list[str] = []
+
+    def notifications(path: str) -> dict[str, object]:
+        calls.append(path)
+        items = [{"id": "msg_1", "type": "message", "read": False, "data": {"preview": "hi"}}]
+        if len(calls) > 1:
+            items.append({"id": "gb_2", "type": "guestbook", "read": False, "data": {}})
+        return {"notifications": items, "unread_count": len(items)}
+
+    peer.http_routes["/api/notifications"] = notifications
+    async with make_client(peer, transport="poll") as client:
+        assert await client.await_connected(timeout=15)
+        await eventually(lambda: client.status().channels["personal"].received == 2)
+        got = client.read_notifications()
+        assert [(n.id, n.event_type) for n in got.items] == [
+            ("msg_1", "inbox.message"),
+            ("gb_2", "guestbook.entry"),
+        ]
+        assert client.status().channels["personal"].duplicates_dropped >= 1
+        assert peer.handshakes == 0  # never tried a WebSocket
