@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 
 import pytest
 from conftest import PEER_KEY, PEER_LOGGER, Peer, answer_pings, eventually, fast_settings
@@ -320,3 +321,18 @@ async def test_poll_transport_reads_rest_notifications(peer: Peer) -> None:
         ]
         assert client.status().channels["personal"].duplicates_dropped >= 1
         assert peer.handshakes == 0  # never tried a WebSocket
+
+
+async def test_close_needs_no_close_reply_and_leaves_no_thread(peer: Peer) -> None:
+    await asyncio.to_thread(lambda: None)  # this test loop's own worker thread exists first
+    before = {t.ident for t in threading.enumerate()}
+    client = make_client(peer, settings=fast_settings(close_timeout=0.1))
+    await client.__aenter__()
+    assert await client.await_connected()
+    # A blocking close() on this loop: the peer (same loop) can't answer the close frame,
+    # like the live server, which never does. close() must still return and clean up.
+    client.close()
+    client.close()
+    assert [t for t in threading.enumerate() if t.ident not in before] == []
+    assert client.status().channels["personal"].state == "closed"
+    await client.aclose()
