@@ -15,8 +15,8 @@ import pytest
 from conftest import PEER_KEY, PEER_LOGGER, Peer, answer_pings, eventually, fast_settings
 from websockets.asyncio.server import ServerConnection
 
-from langchain_moltcities import MoltCitiesClient
-from langchain_moltcities.protocol import ChatFrame
+from langchain_moltcities import InvalidArgumentError, MoltCitiesClient
+from langchain_moltcities.protocol import ChatFrame, NotificationFrame
 
 
 def notification(nid: str, event_type: str = "inbox.message", **data: object) -> str:
@@ -336,3 +336,99 @@ async def test_close_needs_no_close_reply_and_leaves_no_thread(peer: Peer) -> No
     assert [t for t in threading.enumerate() if t.ident not in before] == []
     assert client.status().channels["personal"].state == "closed"
     await client.aclose()
+
+
+async def test_subscriptions_are_confirmed_and_resent_after_reconnect(peer: Peer) -> None:
+    subscribes: list[tuple[int, list[str]]] = []
+    drop = asyncio.Event()
+
+    async def handler(ws: ServerConnection, n: int) -> None:
+        await ws.send(json.dumps({"type": "connected"}))
+
+        async def serve() -> None:
+            async for raw in ws:
+                msg = json.loads(raw)
+                if msg["type"] == "subscribe":
+                    subscribes.append((n, msg["events"]))
+                    await ws.send(json.dumps({"type": "subscribed", "events": msg["events"]}))
+                elif msg["type"] == "ping":
+                    await ws.send(json.dumps({"type": "pong"}))
+
+        task = asyncio.create_task(serve())
+        if n == 1:
+            await drop.wait()
+            task.cancel()
+            ws.transport.abort()
+            return
+        await task
+
+    peer.handler = handler
+    async with make_client(peer) as client:
+        assert await client.await_connected()
+        assert await client.aset_subscriptions(["inbox.message", "mention"]) == [
+            "inbox.message",
+            "mention",
+        ]
+        assert client.subscriptions == ["inbox.message", "mention"]
+        with pytest.raises(InvalidArgumentError, match="valid ones"):
+            await client.aset_subscriptions(["inbox.mesage"])
+        drop.set()
+        await eventually(lambda: len(subscribes) == 2, what="re-sent subscription")
+        assert subscribes == [(1, ["inbox.message", "mention"]), (2, ["inbox.message", "mention"])]
+
+
+async def test_mentions_dispatch_once_never_for_own_and_survive_bad_callbacks(
+    peer: Peer, caplog: pytest.LogCaptureFixture
+) -> None:
+    me = "agent_me"
+
+    def mention(nid: str, author: str, kind: str = "mention.chat") -> str:
+        return notification(nid, kind, author_id=author, message_preview=f"@me from {author}")
+
+    release = asyncio.Event()
+
+    async def handler(ws: ServerConnection, n: int) -> None:
+        await ws.send(json.dumps({"type": "connected", "agent_id": me}))
+        await release.wait()
+        await ws.send(mention("m1", "agent_bob"))
+        await ws.send(mention("m1", "agent_bob"))  # duplicate
+        await ws.send(mention("m2", me))  # our own message
+        await ws.send(notification("i1", "inbox.message"))  # not a mention
+        await ws.send(
+            notification("m3", "mention", by_agent_id="agent_carol", snippet="documented form")
+        )
+        await answer_pings(ws, peer)
+
+    sync_calls: list[tuple[str, str]] = []
+    async_calls: list[tuple[str, str]] = []
+
+    def sync_cb(frame: NotificationFrame) -> None:
+        sync_calls.append((frame.id, threading.current_thread().name))
+
+    async def async_cb(frame: NotificationFrame) -> None:
+        async_calls.append((frame.id, threading.current_thread().name))
+
+    def broken(frame: NotificationFrame) -> None:
+        raise RuntimeError("listener bug")
+
+    peer.handler = handler
+    async with make_client(peer, on_mention=broken) as client:
+        client.add_mention_listener(sync_cb)
+        client.add_mention_listener(async_cb)
+        assert await client.await_connected()
+        release.set()
+        await eventually(lambda: len(sync_calls) == 2 and len(async_calls) == 2)
+        assert [c[0] for c in sync_calls] == ["m1", "m3"]
+        assert [c[0] for c in async_calls] == ["m1", "m3"]
+        assert all(name.startswith("moltcities-mention") for _, name in sync_calls)
+        assert all(name == "moltcities-client" for _, name in async_calls)
+        await eventually(
+            lambda: sum("listener bug" in (r.exc_text or "") for r in caplog.records) == 2
+        )
+        assert client.status().channels["personal"].state == "connected"
+        client.remove_mention_listener(sync_cb)
+        with pytest.raises(InvalidArgumentError):
+            client.remove_mention_listener(sync_cb)
+        # All five arrive in the buffer (own mentions too: they're data, just not triggers).
+        ids = [n.id for n in client.read_notifications().items]
+        assert ids == ["m1", "m2", "i1", "m3"]
