@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, SecretStr
+from pydantic import BaseModel, ConfigDict, SecretStr, computed_field
 
 from langchain_moltcities.connection import (
     CHANNELS,
@@ -97,6 +97,7 @@ class ClientStatus(BaseModel):
     handle: str | None
     channels: dict[str, ChannelStatus]
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def connected(self) -> bool:
         return bool(self.channels) and all(c.state == "connected" for c in self.channels.values())
