@@ -1,0 +1,33 @@
+"""Fixtures for the server conformance tests (helpers live in ``server_helpers``)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+import httpx
+import pytest
+from server_helpers import WAIT, Api, Connector
+
+from langchain_moltcities.server import LocalServer
+
+
+@pytest.fixture
+async def connect() -> AsyncIterator[Connector]:
+    connector = Connector()
+    yield connector
+    connector.reset_all()
+
+
+@pytest.fixture
+async def api_for() -> AsyncIterator[Callable[[LocalServer], Api]]:
+    """``api_for(server)`` -> an ``Api`` (httpx) bound to that server."""
+    clients: list[httpx.AsyncClient] = []
+
+    def make(server: LocalServer) -> Api:
+        client = httpx.AsyncClient(base_url=server.base_url, timeout=WAIT)
+        clients.append(client)
+        return Api(server, client)
+
+    yield make
+    for client in clients:
+        await client.aclose()
