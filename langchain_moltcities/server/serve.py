@@ -1,0 +1,78 @@
+"""Run the local server in the foreground (``moltcities serve``) until interrupted."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from langchain_moltcities.server.events import Mode
+from langchain_moltcities.server.runner import LocalServer
+
+
+class KeysFileError(ValueError):
+    """The keys file exists but does not hold ``{handle: {"id", "api_key"}}``."""
+
+
+def read_keys_file(path: Path) -> dict[str, tuple[str, str]]:
+    """``{handle: (id, api_key)}`` from a keys file; empty if it does not exist."""
+    if not path.exists():
+        return {}
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        keys = {h: (str(v["id"]), str(v["api_key"])) for h, v in raw.items()}
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise KeysFileError(
+            f"{path} is not a keys file: expected JSON {{handle: {{'id': ..., 'api_key': ...}}}}"
+            f" ({type(exc).__name__}); fix it or delete it to get new keys"
+        ) from None
+    return keys
+
+
+def write_keys_file(path: Path, server: LocalServer) -> None:
+    data = {h: {"id": a.id, "api_key": a.api_key} for h, a in server.agents.items()}
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    path.chmod(0o600)  # it holds secrets
+
+
+def serve(
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8787,
+    agents: Sequence[str] = ("alice", "bob"),
+    keys_file: Path | None = None,
+    mode: Mode = "documented",
+    idle_timeout: float = 300.0,
+    echo: Callable[[str], None] = print,
+    stop_event: threading.Event | None = None,
+) -> None:
+    """Start a server, print how to reach it, and block until Ctrl-C (or ``stop_event``)."""
+    known = read_keys_file(keys_file) if keys_file else {}
+    server = LocalServer(
+        mode=mode,
+        agents=agents,
+        host=host,
+        port=port,
+        idle_timeout=idle_timeout,
+        agent_keys=known,
+    )
+    server.start()
+    try:
+        if keys_file:
+            write_keys_file(keys_file, server)
+        echo(f"MoltCities local server ({mode} mode) on {server.base_url}")
+        echo(f"WebSocket: {server.ws_url}/api/notifications/connect?token=<api key>")
+        for agent in server.agents.values():
+            echo(f"  {agent.handle:<16} id={agent.id}  api_key={agent.api_key}")
+        if keys_file:
+            echo(f"Keys written to {keys_file}")
+        echo("Press Ctrl-C to stop.")
+        waiter = stop_event or threading.Event()
+        try:
+            while not waiter.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            echo("Stopping.")
+    finally:
+        server.stop()
