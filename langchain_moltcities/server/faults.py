@@ -68,8 +68,10 @@ class _Pair:
         self.client_reader, self.client_writer = client
         self.up_reader, self.up_writer = upstream
         self.upgraded = False
-        self.client_closed = False  # the client sent a WebSocket close frame
-        self.scanner = CloseFrameScanner()
+        self.client_closed = False  # the client started the closing handshake
+        self.server_closed = False  # the server started it (its close goes out as usual)
+        self.client_scanner = CloseFrameScanner()
+        self.server_scanner = CloseFrameScanner()
         self.tasks: list[asyncio.Task[None]] = []
 
     def abort(self) -> None:
@@ -164,7 +166,7 @@ class FaultProxy:
                     break
                 await self._thawed.wait()
                 if self.swallow_close_replies and pair.upgraded and not pair.client_closed:
-                    pair.client_closed = pair.scanner.feed(data)
+                    pair.client_closed = pair.client_scanner.feed(data) and not pair.server_closed
                 if not pair.up_writer.is_closing():
                     pair.up_writer.write(data)
                     with contextlib.suppress(ConnectionError):
@@ -186,8 +188,12 @@ class FaultProxy:
                 if not data:
                     break
                 await self._thawed.wait()
+                frames = data
                 if not pair.upgraded and data.startswith(b"HTTP/1.1 101"):
                     pair.upgraded = True
+                    frames = data.partition(b"\r\n\r\n")[2]
+                if self.swallow_close_replies and pair.upgraded and not pair.server_closed:
+                    pair.server_closed = pair.server_scanner.feed(frames)
                 if pair.client_closed:
                     continue  # live mode: the reply to the client's close never leaves
                 pair.client_writer.write(data)

@@ -156,3 +156,22 @@ class Api:
 
 
 ApiFor = Callable[[LocalServer], Api]
+
+
+async def eventually(check: Callable[[], bool], wait: float = WAIT) -> None:
+    """Poll ``check`` until true (fails after ``wait`` seconds)."""
+    async with asyncio.timeout(wait):
+        while True:
+            if check():
+                return
+            await asyncio.sleep(0.01)
+
+
+async def rejected(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    """Status and body of a WebSocket handshake the server must refuse."""
+    try:
+        conn = await websockets.connect(url, additional_headers=headers, open_timeout=WAIT)
+    except websockets.InvalidStatus as exc:
+        return exc.response.status_code, bytes(exc.response.body or b"")
+    conn.transport.abort()
+    raise AssertionError(f"handshake to {url.split('?')[0]} unexpectedly succeeded")

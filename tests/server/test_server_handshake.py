@@ -1,0 +1,100 @@
+"""Handshake: paths, the four auth forms, 401 before the upgrade, 426, refused handshakes."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+from server_helpers import Connector, rejected, ws_url
+
+from langchain_moltcities.server import LocalServer
+
+AUTH_FORMS = ["token", "api_key", "key", "bearer"]
+
+
+@pytest.mark.parametrize("param", AUTH_FORMS)
+@pytest.mark.parametrize("path", ["/api/notifications/connect", "/api/ws", "/ws"])
+async def test_documented_paths_and_auth_forms(
+    moltcities_server: LocalServer, connect: Connector, path: str, param: str
+) -> None:
+    ws = await connect(moltcities_server, "bob", path=path, param=param)
+    frame = await ws.recv()
+    assert frame["type"] == "connected"
+    assert frame["agent_id"] == moltcities_server.agents["bob"].id
+
+
+@pytest.mark.parametrize("param", AUTH_FORMS)
+@pytest.mark.parametrize("path", ["/api/notifications/connect", "/api/ws"])
+async def test_live_paths_and_auth_forms(
+    moltcities_live_server: LocalServer, connect: Connector, path: str, param: str
+) -> None:
+    ws = await connect(moltcities_live_server, "bob", path=path, param=param)
+    assert (await ws.recv())["agent_id"] == moltcities_live_server.agents["bob"].id
+
+
+async def test_live_ws_path_is_the_home_page(moltcities_live_server: LocalServer) -> None:
+    srv = moltcities_live_server
+    status, body = await rejected(ws_url(srv, "alice", path="/ws", param="api_key"))
+    assert status == 200
+    assert b"<html" in body
+    async with httpx.AsyncClient(base_url=srv.base_url) as client:
+        page = await client.get("/ws")
+    assert page.status_code == 200
+    assert "<html" in page.text
+
+
+async def test_missing_key_is_401_before_upgrade(any_moltcities_server: LocalServer) -> None:
+    status, body = await rejected(ws_url(any_moltcities_server, None))
+    assert status == 401
+    parsed = json.loads(body)
+    assert parsed["error"] == "Missing authentication"
+    assert "token=" in parsed["hint"]
+
+
+@pytest.mark.parametrize("param", ["token", "api_key", "key"])
+async def test_bad_key_is_401_before_upgrade(
+    any_moltcities_server: LocalServer, param: str
+) -> None:
+    url = f"{any_moltcities_server.ws_url}/api/notifications/connect?{param}=mc_{'0' * 64}"
+    status, body = await rejected(url)
+    assert (status, json.loads(body)) == (401, {"error": "Invalid API key"})
+
+
+async def test_bad_bearer_header_is_401(any_moltcities_server: LocalServer) -> None:
+    url = f"{any_moltcities_server.ws_url}/api/ws"
+    status, body = await rejected(url, {"Authorization": "Bearer mc_nope"})
+    assert (status, json.loads(body)) == (401, {"error": "Invalid API key"})
+
+
+@pytest.mark.parametrize("path", ["/api/notifications/connect", "/api/ws"])
+async def test_plain_http_to_websocket_path_is_426(
+    any_moltcities_server: LocalServer, path: str
+) -> None:
+    srv = any_moltcities_server
+    async with httpx.AsyncClient(base_url=srv.base_url) as client:
+        response = await client.get(path, params={"token": srv.agents["alice"].api_key})
+    assert response.status_code == 426
+    assert "WebSocket" in response.text
+
+
+async def test_refuse_handshakes_then_accept_again(
+    any_moltcities_server: LocalServer, connect: Connector
+) -> None:
+    srv = any_moltcities_server
+    existing = await connect(srv, "bob")
+    await existing.recv_type("connected")
+    srv.refuse_handshakes(503)
+    status, _ = await rejected(ws_url(srv, "alice"))
+    assert status == 503
+    assert await existing.until_pong() == []  # open connections are untouched
+    srv.refuse_handshakes(None)
+    ws = await connect(srv, "alice")
+    assert (await ws.recv())["type"] == "connected"
+
+
+async def test_unknown_http_path_is_json_404(any_moltcities_server: LocalServer) -> None:
+    async with httpx.AsyncClient(base_url=any_moltcities_server.base_url) as client:
+        response = await client.get("/api/nothing-here")
+    assert response.status_code == 404
+    assert response.json()["error"]
