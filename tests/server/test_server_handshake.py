@@ -98,3 +98,19 @@ async def test_unknown_http_path_is_json_404(any_moltcities_server: LocalServer)
         response = await client.get("/api/nothing-here")
     assert response.status_code == 404
     assert response.json()["error"]
+
+
+async def test_api_keys_never_reach_log_records(
+    any_moltcities_server: LocalServer, connect: Connector, caplog: pytest.LogCaptureFixture
+) -> None:
+    srv = any_moltcities_server
+    caplog.set_level("DEBUG")
+    ws = await connect(srv, "alice")
+    await ws.recv_type("connected")
+    await rejected(ws_url(srv, None))
+    key = srv.agents["alice"].api_key
+    # The websockets *client* logs its request line at DEBUG (a client concern); the
+    # server's own records are the ones checked here.
+    server_records = [r for r in caplog.records if not r.name.startswith("websockets.client")]
+    assert any(r.name.startswith("uvicorn") for r in server_records)  # it did log...
+    assert all(key not in r.getMessage() for r in server_records)  # ...without the key
