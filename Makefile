@@ -33,5 +33,8 @@ demo: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/moltcities serve
 
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.run
+
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,77 @@
+"""Figure 2: mention wake latency, server send to ``on_mention`` start, beside a bare client.
+
+The flood server paces mentions (one every INTERVAL_US) and stamps each with its send time
+(CLOCK_MONOTONIC, system-wide on Linux, so it compares across processes). The bare client's
+figure is send to ``json.loads`` done. Both an async callback (awaited on the client's loop)
+and a sync one (run in the client's worker thread) are measured.
+"""
+
+from __future__ import annotations
+
+from benchmarks.clients import (
+    MentionProbe,
+    bare_latencies_ms,
+    make_client,
+    start_connected,
+)
+from benchmarks.common import Context, Row, Section, median, percentile
+
+TARGET_EXTRA_P99_MS = 2.0
+WARMUP = 10  # the first mentions pay for first-use costs (thread pool start, caches)
+
+
+def client_latencies_ms(base: str, n: int, interval_us: int, *, sync: bool) -> list[float]:
+    probe = MentionProbe(expected=n)
+    callback = probe.sync_callback if sync else probe.async_callback
+    client = make_client(f"{base}/mentions/{n}/{interval_us}", on_mention=callback)
+    with start_connected(client):
+        client.set_subscriptions(["mention"])  # the server's "go"
+        if not probe.done.wait(60 + n * interval_us / 1e6 * 3):
+            raise RuntimeError(f"on_mention ran {len(probe.latencies_ms)} of {n} times")
+    return probe.latencies_ms
+
+
+def run(ctx: Context) -> Section:
+    n = 60 if ctx.quick else 1_000 + WARMUP
+    interval_us = 1_000 if ctx.quick else 3_000
+    bare = bare_latencies_ms(ctx.flood_url, n, interval_us)[WARMUP:]
+    async_cb = client_latencies_ms(ctx.flood_url, n, interval_us, sync=False)[WARMUP:]
+    sync_cb = client_latencies_ms(ctx.flood_url, n, interval_us, sync=True)[WARMUP:]
+    b50, b99 = median(bare), percentile(bare, 99)
+    rows: list[Row] = []
+    for label, lat in (("async on_mention", async_cb), ("sync on_mention", sync_cb)):
+        p50, p99 = median(lat), percentile(lat, 99)
+        rows.append(
+            Row(
+                figure=f"2. Mention wake latency p99 ({label})",
+                measured=round(p99, 3),
+                unit="ms",
+                baseline=round(b99, 3),
+                ratio=f"+{p99 - b99:.3f} ms (p50 {p50:.3f} vs {b50:.3f})",
+                target=f"p99 <= bare + {TARGET_EXTRA_P99_MS:g} ms",
+                passed=p99 - b99 <= TARGET_EXTRA_P99_MS,
+                note=f"{len(lat)} mentions, one per {interval_us / 1000:g} ms",
+            )
+        )
+    details = "\n".join(
+        [
+            "### 2. Mention wake latency",
+            "",
+            f"{len(bare)} mentions per contestant (after {WARMUP} warm-up), paced one per "
+            f"{interval_us / 1000:g} ms; server send timestamp in the frame to the callback's "
+            "first line (bare: to `json.loads` done).",
+            "",
+            "| contestant | p50 ms | p90 ms | p99 ms | max ms |",
+            "| --- | --- | --- | --- | --- |",
+            *(
+                f"| {name} | {median(v):.3f} | {percentile(v, 90):.3f} | "
+                f"{percentile(v, 99):.3f} | {max(v):.3f} |"
+                for name, v in (
+                    ("bare websockets (receive)", bare),
+                    ("MoltCitiesClient, async on_mention", async_cb),
+                    ("MoltCitiesClient, sync on_mention (worker thread)", sync_cb),
+                )
+            ),
+        ]
+    )
+    return Section(rows=rows, details=details)
