@@ -134,6 +134,7 @@ def client_flood_seconds(
     base: str,
     n: int,
     *,
+    buffer_size: int = 1000,
     on_first: Callable[[], None] | None = None,
     on_done: Callable[[], None] | None = None,
 ) -> tuple[float, dict[str, int]]:
@@ -144,7 +145,9 @@ def client_flood_seconds(
     ``on_first``/``on_done`` run on the client's loop thread (the profiler hooks in there).
     """
     probe = MentionProbe(expected=2, on_first=on_first, on_done=on_done)
-    client = make_client(f"{base}/flood/{n}", buffer_size=n, on_mention=probe.async_callback)
+    client = make_client(
+        f"{base}/flood/{n}", buffer_size=buffer_size, on_mention=probe.async_callback
+    )
     with start_connected(client):
         t0 = time.perf_counter()
         client.set_subscriptions(["inbox.message"])  # the server's "go"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import subprocess
@@ -109,6 +110,11 @@ class RssSampler:
     @property
     def peak(self) -> int:
         return max((r for _, r in self.samples), default=0)
+
+
+def quiet_overflow_warnings() -> None:
+    """The flood overflows unread buffers on purpose: the client's warning is expected."""
+    logging.getLogger("langchain_moltcities.delivery").setLevel(logging.ERROR)
 
 
 def mb(n_bytes: float) -> float:

@@ -23,7 +23,9 @@ WARMUP = 10  # the first mentions pay for first-use costs (thread pool start, ca
 def client_latencies_ms(base: str, n: int, interval_us: int, *, sync: bool) -> list[float]:
     probe = MentionProbe(expected=n)
     callback = probe.sync_callback if sync else probe.async_callback
-    client = make_client(f"{base}/mentions/{n}/{interval_us}", on_mention=callback)
+    client = make_client(
+        f"{base}/mentions/{n}/{interval_us}", buffer_size=max(1000, n), on_mention=callback
+    )
     with start_connected(client):
         client.set_subscriptions(["mention"])  # the server's "go"
         if not probe.done.wait(60 + n * interval_us / 1e6 * 3):

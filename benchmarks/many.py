@@ -61,6 +61,7 @@ def _client_worker(base: str, keys: list[str]) -> dict[str, float]:
     for c in clients:
         c.close()
     close_s = time.monotonic() - t1
+    httpx_mb = _httpx_client_mb()
     return {
         "rss0": rss0,
         "rss1": rss1,
@@ -68,7 +69,21 @@ def _client_worker(base: str, keys: list[str]) -> dict[str, float]:
         "connect_s": connect_s,
         "close_s": close_s,
         "threads": threads,
+        "httpx_mb": httpx_mb,
     }
+
+
+def _httpx_client_mb(n: int = 20) -> float:
+    """RSS of one ``httpx.AsyncClient`` (each builds its own SSL context with the CA bundle)."""
+    import httpx
+
+    gc.collect()
+    before = rss_bytes()
+    keep = [httpx.AsyncClient() for _ in range(n)]
+    gc.collect()
+    after = rss_bytes()
+    del keep
+    return mb(after - before) / n
 
 
 async def _bare(base: str, keys: list[str]) -> dict[str, float]:
@@ -137,8 +152,10 @@ def run(ctx: Context) -> Section:
         f"process against the LocalServer in another; started in batches of {BATCH}. RSS "
         f"{mb(client['rss0']):.1f} MB before, {mb(client['rss1']):.1f} MB with all connected "
         f"and the presence broadcasts buffered: {per_client:.2f} MB per client. Each client "
-        "owns a thread with its own event loop and an httpx connection pool. Bare websockets "
-        f"(one loop, 2 connections per agent): {per_bare:.2f} MB per agent."
+        "owns a thread with its own event loop and an `httpx.AsyncClient`; measured in the "
+        f"same process, one `httpx.AsyncClient()` alone costs {client['httpx_mb']:.2f} MB "
+        "(it loads the CA bundle into its own SSL context), the largest share. Bare "
+        f"websockets (one loop, 2 connections per agent): {per_bare:.2f} MB per agent."
     )
     return Section(rows=rows, details=details)
 

@@ -22,6 +22,7 @@ from benchmarks.common import (
     Section,
     emit_result,
     mb,
+    quiet_overflow_warnings,
     rss_bytes,
     run_worker,
 )
@@ -143,6 +144,7 @@ def main() -> None:
     parser.add_argument("base")
     parser.add_argument("n", type=int)
     args = parser.parse_args()
+    quiet_overflow_warnings()
     worker = _client_worker if args.who == "client" else _bare_worker
     emit_result(worker(args.base, args.n))
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psutil
 
-from benchmarks.common import ROOT, Context, Row, Section
+from benchmarks.common import ROOT, Context, Row, Section, quiet_overflow_warnings
 from benchmarks.flood_server import flood_process
 
 FIGURES: tuple[str, ...] = ("ingest", "latency", "memory", "cost", "idle", "many")
@@ -114,6 +114,7 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
     unknown = [f for f in chosen if f not in FIGURES]
     if unknown:
         parser.error(f"unknown figure(s) {unknown}; choose from {', '.join(FIGURES)}")
+    quiet_overflow_warnings()
     started = time.monotonic()
     sections: list[tuple[str, Section]] = []
     with flood_process() as flood_url:
