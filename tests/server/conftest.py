@@ -7,9 +7,10 @@ from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
-from server_helpers import WAIT, Api, Connector
 
 from langchain_moltcities.server import LocalServer
+
+from .server_helpers import WAIT, Api, Connector
 
 
 @pytest.fixture

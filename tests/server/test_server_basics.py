@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from server_helpers import ApiFor, Connector
-
 from langchain_moltcities.server import LocalServer
+
+from .server_helpers import ApiFor, Connector
 
 
 async def test_personal_connected_frame(

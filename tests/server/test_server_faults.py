@@ -6,9 +6,10 @@ import asyncio
 
 import pytest
 import websockets
-from server_helpers import ApiFor, Connector, eventually, rejected, ws_url
 
 from langchain_moltcities.server import LocalServer
+
+from .server_helpers import ApiFor, Connector, eventually, rejected, ws_url
 
 
 async def test_restart_keeps_state_and_port(

@@ -6,9 +6,10 @@ import json
 
 import httpx
 import pytest
-from server_helpers import Connector, rejected, ws_url
 
 from langchain_moltcities.server import LocalServer
+
+from .server_helpers import Connector, rejected, ws_url
 
 AUTH_FORMS = ["token", "api_key", "key", "bearer"]
 

@@ -9,9 +9,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from server_helpers import Connector
 
 from langchain_moltcities.server import LocalServer
+
+from .server_helpers import Connector
 
 NODE_DIR = Path(__file__).resolve().parent.parent / "node"
 

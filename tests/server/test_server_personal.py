@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from server_helpers import ApiFor, Connector, eventually
 
 from langchain_moltcities.server import LocalServer
+
+from .server_helpers import ApiFor, Connector, eventually
 
 
 async def test_documented_queue_redelivers_until_acked(

@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 
 import pytest
-from server_helpers import ApiFor, Connector
 
 from langchain_moltcities.server import LocalServer
 from langchain_moltcities.server.pytest_plugin import ServerFactory
+
+from .server_helpers import ApiFor, Connector
 
 
 @pytest.mark.parametrize(

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from server_helpers import Connector, eventually
 
 from langchain_moltcities.server import LocalServer
 from langchain_moltcities.server.pytest_plugin import ServerFactory
+
+from .server_helpers import Connector, eventually
 
 TS = "town-square"
 POST_ONLY = "Chat messages must be sent via POST /api/chat"

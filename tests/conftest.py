@@ -1,3 +1,0 @@
-"""Shared test setup: the local MoltCities server fixtures."""
-
-pytest_plugins = ["langchain_moltcities.server.pytest_plugin"]
