@@ -12,7 +12,7 @@ from typing import Any
 
 from websockets.asyncio.client import connect
 
-from benchmarks.common import now_ns
+from benchmarks.common import collect_garbage, now_ns
 from langchain_moltcities import ClientSettings, MoltCitiesClient
 from langchain_moltcities.protocol import NotificationFrame
 
@@ -52,6 +52,7 @@ async def _bare_latencies(url: str, n: int) -> list[float]:
     lat: list[float] = []
     async with connect(url, max_size=MAX_SIZE) as ws:
         await ws.recv()
+        collect_garbage()  # start from a collected heap, as the MoltCitiesClient run does
         await ws.send(json.dumps({"type": "subscribe", "events": ["mention"]}))
         async for raw in ws:
             now = now_ns()

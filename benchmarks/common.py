@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import math
@@ -115,6 +116,43 @@ class RssSampler:
 def quiet_overflow_warnings() -> None:
     """The flood overflows unread buffers on purpose: the client's warning is expected."""
     logging.getLogger("langchain_moltcities.delivery").setLevel(logging.ERROR)
+
+
+_explicit_collection = False
+
+
+def collect_garbage() -> None:
+    """A full collection before a measurement; GcPauses does not count it."""
+    global _explicit_collection
+    _explicit_collection = True
+    try:
+        gc.collect()
+    finally:
+        _explicit_collection = False
+
+
+class GcPauses:
+    """Records CPython's own collector pauses (they stop every thread) while code runs."""
+
+    def __init__(self, threshold_ms: float = 5.0) -> None:
+        self.threshold_ms = threshold_ms
+        self.pauses: list[tuple[int, float]] = []
+        self._t0 = 0.0
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if _explicit_collection:
+            return
+        if phase == "start":
+            self._t0 = time.perf_counter()
+        elif (ms := (time.perf_counter() - self._t0) * 1000) >= self.threshold_ms:
+            self.pauses.append((info["generation"], ms))
+
+    def __enter__(self) -> GcPauses:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._callback)
 
 
 def mb(n_bytes: float) -> float:

@@ -8,8 +8,7 @@ and a sync one (run in the client's worker thread) are measured.
 
 from __future__ import annotations
 
-import gc
-import time
+import sys
 
 from benchmarks.clients import (
     MentionProbe,
@@ -17,7 +16,17 @@ from benchmarks.clients import (
     make_client,
     start_connected,
 )
-from benchmarks.common import Context, Row, Section, median, percentile
+from benchmarks.common import (
+    Context,
+    GcPauses,
+    Row,
+    Section,
+    collect_garbage,
+    emit_result,
+    median,
+    percentile,
+    run_worker,
+)
 
 TARGET_EXTRA_P99_MS = 2.0
 WARMUP = 10  # the first mentions pay for first-use costs (thread pool start, caches)
@@ -30,46 +39,46 @@ def client_latencies_ms(base: str, n: int, interval_us: int, *, sync: bool) -> l
         f"{base}/mentions/{n}/{interval_us}", buffer_size=max(1000, n), on_mention=callback
     )
     with start_connected(client):
+        collect_garbage()  # start from a collected heap, as the bare client does
         client.set_subscriptions(["mention"])  # the server's "go"
         if not probe.done.wait(60 + n * interval_us / 1e6 * 3):
             raise RuntimeError(f"on_mention ran {len(probe.latencies_ms)} of {n} times")
     return probe.latencies_ms
 
 
-class GcPauses:
-    """Records CPython's collector pauses (they stop every thread) while a contestant runs."""
+def _describe_pauses(pauses: list[list[float]]) -> str:
+    return ", ".join(f"gen{int(g)} {ms:.0f} ms" for g, ms in pauses) or "none"
 
-    def __init__(self, threshold_ms: float = 5.0) -> None:
-        self.threshold_ms = threshold_ms
-        self.pauses: list[tuple[int, float]] = []
-        self._t0 = 0.0
 
-    def _callback(self, phase: str, info: dict[str, int]) -> None:
-        if phase == "start":
-            self._t0 = time.perf_counter()
-        elif (ms := (time.perf_counter() - self._t0) * 1000) >= self.threshold_ms:
-            self.pauses.append((info["generation"], ms))
+def _worker(who: str, base: str, n: int, interval_us: int) -> dict[str, object]:
+    with GcPauses() as pauses:
+        if who == "bare":
+            lat = bare_latencies_ms(base, n, interval_us)
+        else:
+            lat = client_latencies_ms(base, n, interval_us, sync=who == "sync")
+    return {"latencies": lat, "gc_pauses": pauses.pauses}
 
-    def __enter__(self) -> GcPauses:
-        gc.callbacks.append(self._callback)
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        gc.callbacks.remove(self._callback)
-
-    def describe(self) -> str:
-        return ", ".join(f"gen{g} {ms:.0f} ms" for g, ms in self.pauses) or "none"
+def main() -> None:
+    who, base, n, interval_us = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    emit_result(_worker(who, base, n, interval_us))
 
 
 def run(ctx: Context) -> Section:
     n = 60 if ctx.quick else 1_000 + WARMUP
     interval_us = 1_000 if ctx.quick else 3_000
-    with GcPauses() as gc_bare:
-        bare = bare_latencies_ms(ctx.flood_url, n, interval_us)[WARMUP:]
-    with GcPauses() as gc_async:
-        async_cb = client_latencies_ms(ctx.flood_url, n, interval_us, sync=False)[WARMUP:]
-    with GcPauses() as gc_sync:
-        sync_cb = client_latencies_ms(ctx.flood_url, n, interval_us, sync=True)[WARMUP:]
+    # Each contestant in a fresh process: the collector's pauses grow with every object a
+    # process holds, and this harness holds many (earlier figures, the profiler).
+    results = {
+        who: run_worker("benchmarks.latency", [who, ctx.flood_url, str(n), str(interval_us)], 300)
+        for who in ("bare", "async", "sync")
+    }
+    bare, async_cb, sync_cb = (
+        [float(x) for x in results[who]["latencies"][WARMUP:]] for who in ("bare", "async", "sync")
+    )
+    gc_bare, gc_async, gc_sync = (
+        _describe_pauses(results[who]["gc_pauses"]) for who in ("bare", "async", "sync")
+    )
     b50, b99 = median(bare), percentile(bare, 99)
     rows: list[Row] = []
     for label, lat in (("async on_mention", async_cb), ("sync on_mention", sync_cb)):
@@ -98,7 +107,7 @@ def run(ctx: Context) -> Section:
             "| --- | --- | --- | --- | --- | --- |",
             *(
                 f"| {name} | {median(v):.3f} | {percentile(v, 90):.3f} | "
-                f"{percentile(v, 99):.3f} | {max(v):.3f} | {pauses.describe()} |"
+                f"{percentile(v, 99):.3f} | {max(v):.3f} | {pauses} |"
                 for name, v, pauses in (
                     ("bare websockets (receive)", bare, gc_bare),
                     ("MoltCitiesClient, async on_mention", async_cb, gc_async),
@@ -113,3 +122,7 @@ def run(ctx: Context) -> Section:
         ]
     )
     return Section(rows=rows, details=details)
+
+
+if __name__ == "__main__":
+    main()
