@@ -81,7 +81,10 @@ class ChannelStatus(BaseModel):
     polling: bool = False
     pending_acks: int = 0
     backfilled: int = 0
+    backfill_pending: bool = False
     retry_attempt: int = 0
+    pings_sent: int = 0
+    pongs_received: int = 0
 
 
 class ClientStatus(BaseModel):
@@ -392,7 +395,10 @@ class MoltCitiesClient:
                 polling=info.polling if info else False,
                 pending_acks=ch.pending_acks if ch else 0,
                 backfilled=info.backfilled if info else 0,
+                backfill_pending=info.backfill_pending if info else False,
                 retry_attempt=info.retry_attempt if info else 0,
+                pings_sent=info.pings_sent if info else 0,
+                pongs_received=info.pongs_received if info else 0,
             )
         return ClientStatus(
             started=self._thread is not None,

@@ -32,7 +32,7 @@ from langchain_moltcities.backoff import (
     decide_handshake_status,
     decide_network_error,
 )
-from langchain_moltcities.errors import AuthenticationError, MoltCitiesError
+from langchain_moltcities.errors import AuthenticationError, MoltCitiesError, RateLimitError
 from langchain_moltcities.protocol import (
     AckFrame,
     ChatFrame,
@@ -64,6 +64,8 @@ FrameSink = Callable[[str, ServerFrame], None]
 _log = logging.getLogger("langchain_moltcities.connection")
 _MESSAGE_TOO_BIG = 1009
 _MAX_BACKFILL_PAGES = 20
+# A channel in one of these states will not reconnect, so queued acks would never leave.
+_STOPPED_STATES = frozenset({"displaced", "failed", "closed"})
 
 
 @dataclass
@@ -84,7 +86,10 @@ class ChannelInfo:
     oversized_frames: int = 0
     polling: bool = False
     backfilled: int = 0
+    backfill_pending: bool = False  # a gap in Town Square not yet filled (back-fill retrying)
     retry_attempt: int = 0  # consecutive reconnects without a stable connection
+    pings_sent: int = 0
+    pongs_received: int = 0
 
 
 def _now_iso() -> str:
@@ -121,6 +126,13 @@ class Channel:
             jitter=settings.backoff_jitter,
             stable_after=settings.stable_after,
         )
+        # REST retries (back-fill, polling) back off on their own, apart from reconnects.
+        self._rest_backoff = Backoff(
+            settings.backoff_base,
+            settings.backoff_cap,
+            jitter=settings.backoff_jitter,
+            stable_after=settings.stable_after,
+        )
         self._ws_logger = RedactingLogger(
             logging.getLogger("websockets.client"), [api_key.get_secret_value()]
         )
@@ -128,7 +140,7 @@ class Channel:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._failures = 0  # consecutive failed connect attempts
-        self._last_poll = -float("inf")
+        self._next_poll_at = -float("inf")
         self._pending_acks: dict[str, None] = {}
         self._desired_subscriptions: list[str] | None = None
         self.subscriptions: list[str] | None = None
@@ -182,8 +194,10 @@ class Channel:
     # ------------------------------------------------------------------ commands
 
     async def ack(self, ids: Sequence[str]) -> None:
-        """Ack over the socket, by REST when polling, or queue until the next connection."""
-        if self._transport == "poll" or (self.info.polling and self._ws is None):
+        """Ack over the socket, or by REST when polling or stopped; else queue until reconnect."""
+        if self._transport == "poll" or (
+            self._ws is None and (self.info.polling or self.info.state in _STOPPED_STATES)
+        ):
             for nid in ids:
                 await self._rest.mark_read(nid)
             return
@@ -263,7 +277,7 @@ class Channel:
         while True:
             if self._failures >= self._fallback_after:
                 self.info.polling = True
-                if time.monotonic() - self._last_poll >= self._settings.poll_interval:
+                if time.monotonic() >= self._next_poll_at:
                     await self._poll_once()
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -318,8 +332,8 @@ class Channel:
         self._backoff.connected(time.monotonic())
         _log.info("%s channel connected (connection #%d)", self.name, self.info.connect_count)
         try:
-            await self._after_connect(ws)
-            return await self._session(ws)
+            backfill_retry_in = await self._after_connect(ws)
+            return await self._session(ws, backfill_retry_in)
         finally:
             self._ws = None
             self._backoff.disconnected(time.monotonic())
@@ -328,7 +342,8 @@ class Channel:
             if not self._stopping:
                 ws.transport.abort()
 
-    async def _after_connect(self, ws: ClientConnection) -> None:
+    async def _after_connect(self, ws: ClientConnection) -> float | None:
+        """Re-send subscriptions and queued acks, back-fill chat; None or seconds to a retry."""
         try:
             if self._desired_subscriptions is not None and self.name == "personal":
                 frame = SubscribeFrame(events=self._desired_subscriptions)
@@ -336,19 +351,29 @@ class Channel:
             if self.name == "personal":
                 await self._flush_acks(ws)
         except ConnectionClosed:
-            return
+            return None
         if self.name == "town-square":
             if self._chat_cursor is None:
                 self._chat_cursor = _now_iso()
                 self._chat_cursor_dt = parse_timestamp(self._chat_cursor)
-            elif self.info.connect_count > 1:
-                await self._backfill_chat()
+            else:
+                # Before reading live frames, so the missed chat comes first, in order.
+                return await self._backfill_chat()
+        return None
 
-    async def _session(self, ws: ClientConnection) -> Decision:
+    async def _session(self, ws: ClientConnection, backfill_retry_in: float | None) -> Decision:
         self._last_data = time.monotonic()
         self._ping_outstanding_since = None
         self._dead_reason = None
         heartbeat = asyncio.create_task(self._heartbeat(ws), name=f"moltcities-{self.name}-ping")
+        helpers = [heartbeat]
+        if backfill_retry_in is not None:
+            helpers.append(
+                asyncio.create_task(
+                    self._backfill_until_caught_up(backfill_retry_in),
+                    name=f"moltcities-{self.name}-backfill",
+                )
+            )
         oversize = False
         try:
             async for raw in ws:
@@ -363,8 +388,9 @@ class Channel:
                     "(half-open link)"
                 )
         finally:
-            heartbeat.cancel()
-            await asyncio.gather(heartbeat, return_exceptions=True)
+            for helper in helpers:
+                helper.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
         code = ws.close_code
         reason = ws.close_reason or ""
         self.info.last_close_code = code
@@ -404,6 +430,7 @@ class Channel:
                     await asyncio.wait_for(
                         ws.send(encode_client_frame(PingFrame())), s.pong_timeout
                     )
+                    self.info.pings_sent += 1
                 except TimeoutError:
                     self._declare_dead(ws, "could not send a ping (write blocked)")
                     return
@@ -421,6 +448,7 @@ class Channel:
     def _handle(self, frame: ServerFrame) -> None:
         if isinstance(frame, PongFrame):
             self._ping_outstanding_since = None
+            self.info.pongs_received += 1
         elif isinstance(frame, ConnectedFrame):
             if frame.agent_id:
                 self.info.agent_id = frame.agent_id
@@ -456,7 +484,8 @@ class Channel:
         else:
             if isinstance(frame, PresenceFrame) and frame.online_count is not None:
                 self.info.online_count = frame.online_count
-            if isinstance(frame, ChatFrame):
+            if isinstance(frame, ChatFrame) and not self.info.backfill_pending:
+                # While a gap is still being back-filled the cursor must stay at its start.
                 self._advance_chat_cursor(frame)
             self._deliver(frame)
 
@@ -483,8 +512,13 @@ class Channel:
 
     # ------------------------------------------------------------------ REST paths
 
-    async def _backfill_chat(self) -> None:
-        """Fetch chat posted after the cursor (exclusive); the buffer dedupes by id."""
+    async def _backfill_chat(self) -> float | None:
+        """Fetch chat posted after the cursor (exclusive); the buffer dedupes by id.
+
+        Returns None once caught up, else the seconds to wait before trying again: the gap
+        stays marked (``backfill_pending``) and the cursor stays put until it is filled.
+        """
+        self.info.backfill_pending = True
         limit = self._settings.backfill_limit
         for _ in range(_MAX_BACKFILL_PAGES):
             after = self._chat_cursor
@@ -493,37 +527,69 @@ class Channel:
             except AuthenticationError:
                 raise
             except MoltCitiesError as exc:
-                _log.warning("%s channel: chat back-fill failed: %s", self.name, exc)
-                return
+                wait = self._rest_retry_delay(exc)
+                self.info.last_error = f"chat back-fill failed: {exc}"
+                _log.warning(
+                    "%s channel: %s; retrying in %.2f s", self.name, self.info.last_error, wait
+                )
+                return wait
             for message in page.messages:
                 chat = message.to_chat()
                 self._advance_chat_cursor(chat)
                 self.info.backfilled += 1
                 self._deliver(chat)
             if len(page.messages) < limit or self._chat_cursor == after:
-                return
+                self.info.backfill_pending = False
+                self._rest_backoff.reset()
+                return None
+        return 0.0  # still more pages: carry on in the next round
 
-    async def _poll_once(self) -> bool:
-        """One REST poll of this channel; True if it worked."""
-        self._last_poll = time.monotonic()
+    async def _backfill_until_caught_up(self, wait: float) -> None:
+        """Retry a failed back-fill in the background while live frames keep flowing."""
+        while True:
+            await asyncio.sleep(wait)
+            try:
+                next_wait = await self._backfill_chat()
+            except AuthenticationError as exc:
+                self.info.last_error = str(exc)
+                _log.error("%s channel: chat back-fill stopped: %s", self.name, exc)
+                return
+            if next_wait is None:
+                return
+            wait = next_wait
+
+    def _rest_retry_delay(self, exc: MoltCitiesError) -> float:
+        """Backoff for a failed REST call; a 429's ``retry_after`` is a floor."""
+        delay = self._rest_backoff.next_delay()
+        if isinstance(exc, RateLimitError) and exc.retry_after is not None:
+            delay = max(delay, exc.retry_after)
+        return delay
+
+    async def _poll_once(self) -> float | None:
+        """One REST poll of this channel: None if it worked, else seconds to wait."""
+        wait: float | None = None
         try:
             if self.name == "personal":
                 page = await self._rest.list_notifications(unread=True, limit=100)
                 for item in page.notifications:
                     self._deliver(item.to_notification())
+                self._rest_backoff.reset()
             else:
                 if self._chat_cursor is None:
                     self._chat_cursor = _now_iso()
                     self._chat_cursor_dt = parse_timestamp(self._chat_cursor)
-                await self._backfill_chat()
+                wait = await self._backfill_chat()
+                if wait == 0.0:
+                    wait = None  # more pages: the next poll carries on from the cursor
         except AuthenticationError as exc:
             self.info.last_error = str(exc)
             raise
         except MoltCitiesError as exc:
+            wait = self._rest_retry_delay(exc)
             self.info.last_error = f"poll failed: {exc}"
             _log.info("%s channel: %s", self.name, self.info.last_error)
-            return False
-        return True
+        self._next_poll_at = time.monotonic() + max(self._settings.poll_interval, wait or 0.0)
+        return wait
 
     async def _poll_forever(self) -> None:
         self.info.polling = True
@@ -531,20 +597,19 @@ class Channel:
             if self.info.state != "connected":
                 self.info.state = "connecting"
             try:
-                ok = await self._poll_once()
+                wait = await self._poll_once()
             except AuthenticationError as exc:
                 self.info.state = "failed"
                 _log.error("%s channel stopped: %s", self.name, exc)
                 return
-            if ok:
+            if wait is None:
                 if self.info.state != "connected":
                     self.info.connect_count += 1
                 self.info.state = "connected"
-                self._backoff.reset()
                 await asyncio.sleep(self._settings.poll_interval)
             else:
                 self.info.state = "backing_off"
-                await asyncio.sleep(self._backoff.next_delay())
+                await asyncio.sleep(wait)
 
     def _redact(self, text: str) -> str:
         return redact(text, [self._key.get_secret_value()])

@@ -73,6 +73,7 @@ class Peer:
     paths: list[str] = field(default_factory=list)
     server: Server | None = None
     # Plain-HTTP GET answers by path prefix (websockets can serve GET only): the REST stand-in.
+    # A route returns a JSON body (200), or a (status, body) pair.
     http_routes: dict[str, Callable[[str], Any]] = field(default_factory=dict)
 
     @property
@@ -86,9 +87,11 @@ class Peer:
         if request.headers.get("Upgrade", "").lower() != "websocket":
             for prefix, route in self.http_routes.items():
                 if request.path.startswith(prefix):
-                    body = json.dumps(route(request.path)).encode()
+                    answer = route(request.path)
+                    code, payload = answer if isinstance(answer, tuple) else (200, answer)
+                    body = json.dumps(payload).encode()
                     headers = Headers({"Content-Type": "application/json"})
-                    return Response(200, "OK", headers, body)
+                    return Response(code, HTTPStatus(code).phrase, headers, body)
             return Response(404, "Not Found", Headers(), b'{"error": "Not found"}')
         self.handshakes += 1
         if self.reject_status is not None:

@@ -10,11 +10,12 @@ import asyncio
 import json
 import logging
 import threading
+import time
 
 import pytest
-from conftest import PEER_KEY, PEER_LOGGER, Peer, answer_pings, eventually, fast_settings
 from websockets.asyncio.server import ServerConnection
 
+from conftest import PEER_KEY, PEER_LOGGER, Peer, answer_pings, eventually, fast_settings
 from langchain_moltcities import InvalidArgumentError, MoltCitiesClient
 from langchain_moltcities.protocol import ChatFrame, NotificationFrame
 
@@ -432,3 +433,69 @@ async def test_mentions_dispatch_once_never_for_own_and_survive_bad_callbacks(
         # All five arrive in the buffer (own mentions too: they're data, just not triggers).
         ids = [n.id for n in client.read_notifications().items]
         assert ids == ["m1", "m2", "i1", "m3"]
+
+
+async def test_failed_backfill_is_retried_and_the_gap_still_filled(peer: Peer) -> None:
+    # The first history request after the reconnect is rate-limited. Meanwhile a newer chat
+    # arrives live: it must not move the back-fill cursor past the message still missing.
+    asked: list[str] = []
+
+    def history(path: str) -> object:
+        asked.append(path)
+        if len(asked) == 1:
+            return 429, {"error": "Slow down", "retry_after": 0.05}
+        return {
+            "messages": [
+                chat("c2", "2026-02-01T10:00:02.000Z", "missed"),
+                chat("c3", "2026-02-01T10:00:03.000Z", "live after reconnect"),
+            ]
+        }
+
+    async def handler(ws: ServerConnection, n: int) -> None:
+        await ws.send(json.dumps({"type": "connected", "channel": "town-square"}))
+        if n == 1:
+            c1 = chat("c1", "2026-02-01T10:00:01.000Z", "seen live")
+            await ws.send(json.dumps({"type": "chat", **c1, "agent_id": "agent_bob"}))
+            await asyncio.sleep(0.05)
+            ws.transport.abort()
+            return
+        c3 = chat("c3", "2026-02-01T10:00:03.000Z", "live after reconnect")
+        await ws.send(json.dumps({"type": "chat", **c3, "agent_id": "agent_bob"}))
+        await answer_pings(ws, peer)
+
+    peer.handler = handler
+    peer.http_routes["/api/chat"] = history
+    async with MoltCitiesClient(
+        api_key=PEER_KEY, base_url=peer.url, channels=("town-square",), settings=fast_settings()
+    ) as client:
+        seen: list[str] = []
+
+        def three() -> bool:
+            seen.extend(c.id for c in client.read_town_square().items if isinstance(c, ChatFrame))
+            return len(seen) >= 3
+
+        await eventually(three, what="the missed chat, after a retried back-fill")
+        assert sorted(seen) == ["c1", "c2", "c3"]
+        await eventually(lambda: not client.status().channels["town-square"].backfill_pending)
+        assert len(asked) == 2
+        assert all("after=2026-02-01T10%3A00%3A01.000Z" in p for p in asked), asked
+        assert "rate limit" in (client.status().channels["town-square"].last_error or "")
+
+
+async def test_polling_honours_retry_after(peer: Peer) -> None:
+    calls: list[float] = []
+    wait = 0.4  # far above the backoff (0.02 s) and poll interval (0.1 s) of fast_settings
+
+    def notifications(path: str) -> object:
+        calls.append(time.monotonic())
+        if len(calls) == 1:
+            return 429, {"error": "Too many requests", "retry_after": wait}
+        items = [{"id": "msg_1", "type": "message", "read": False, "data": {"preview": "hi"}}]
+        return {"notifications": items, "unread_count": 1}
+
+    peer.http_routes["/api/notifications"] = notifications
+    async with make_client(peer, transport="poll") as client:
+        assert await client.await_connected(timeout=15)
+        await eventually(lambda: client.status().channels["personal"].received == 1)
+        assert [n.id for n in client.read_notifications().items] == ["msg_1"]
+    assert calls[1] - calls[0] >= wait  # the second poll waited out retry_after
