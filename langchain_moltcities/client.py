@@ -54,6 +54,7 @@ _T = TypeVar("_T")
 MentionCallback = Callable[[NotificationFrame], Awaitable[None] | None]
 TownSquareItem = ChatFrame | PresenceFrame
 KNOWN_EVENT_TYPES: tuple[str, ...] = tuple(dict.fromkeys(DOCUMENTED_EVENT_TYPES + LIVE_EVENT_TYPES))
+TOWN_SQUARE_KINDS: tuple[str, ...] = ("chat", "presence")
 _TERMINAL = frozenset({"failed", "displaced", "closed"})
 
 
@@ -443,15 +444,18 @@ class MoltCitiesClient:
     def read_notifications(
         self, limit: int | None = None, event_types: Sequence[str] | str | None = None
     ) -> ReadResult[NotificationFrame]:
-        """Unread notifications, oldest first (and removed from the unread set)."""
-        kinds = [event_types] if isinstance(event_types, str) else event_types
+        """Unread notifications, oldest first (and removed from the unread set).
+
+        ``event_types`` keeps only those types (documented or live names); others stay unread.
+        """
+        kinds = None if event_types is None else _check_events(event_types)
         return self._notifications.read(_check_limit(limit), kinds)
 
     def read_town_square(
         self, limit: int | None = None, kinds: Sequence[str] | str | None = None
     ) -> ReadResult[TownSquareItem]:
         """Unread Town Square events (``chat`` and ``presence``), oldest first."""
-        wanted = [kinds] if isinstance(kinds, str) else kinds
+        wanted = None if kinds is None else _check_town_kinds(kinds)
         return self._town.read(_check_limit(limit), wanted)
 
     # ------------------------------------------------------------------ mentions
@@ -695,6 +699,16 @@ def _check_events(events: Sequence[str]) -> list[str]:
     if unknown:
         raise InvalidArgumentError(
             f"unknown event type(s) {unknown}; valid ones are {list(KNOWN_EVENT_TYPES)}"
+        )
+    return chosen
+
+
+def _check_town_kinds(kinds: Sequence[str] | str) -> list[str]:
+    chosen = [kinds] if isinstance(kinds, str) else list(kinds)
+    unknown = [k for k in chosen if k not in TOWN_SQUARE_KINDS]
+    if unknown:
+        raise InvalidArgumentError(
+            f"unknown Town Square kind(s) {unknown}; valid ones are {list(TOWN_SQUARE_KINDS)}"
         )
     return chosen
 

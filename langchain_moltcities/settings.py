@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -76,6 +76,16 @@ class ClientSettings(BaseModel):
                 f"ping for 5 minutes; use at most {MAX_PING_INTERVAL:g} s"
             )
         return value
+
+    @model_validator(mode="after")
+    def _silence_outlasts_a_ping(self) -> ClientSettings:
+        if self.data_timeout is not None and self.data_timeout <= self.ping_interval:
+            raise ValueError(
+                f"data_timeout {self.data_timeout:g} s must be longer than ping_interval "
+                f"{self.ping_interval:g} s: on a quiet channel only pongs arrive, one per ping, "
+                "so a shorter data_timeout would drop healthy connections"
+            )
+        return self
 
     @property
     def effective_data_timeout(self) -> float:

@@ -107,3 +107,23 @@ def test_redact_covers_query_tokens_bearer_headers_and_bare_keys() -> None:
     assert KEY not in cleaned and "channel=x" in cleaned
     assert redact("token=s3cret&x=1") == "token=***&x=1"
     assert redact("hello custom", ["custom"]) == "hello ***"
+
+
+def test_data_timeout_must_outlast_a_ping() -> None:
+    assert ClientSettings(ping_interval=10, data_timeout=15).effective_data_timeout == 15
+    assert ClientSettings(ping_interval=10, pong_timeout=5).effective_data_timeout == 15
+    with pytest.raises(ValidationError, match="longer than ping_interval"):
+        ClientSettings(ping_interval=10, data_timeout=10)
+
+
+def test_read_filters_with_unknown_names_are_explained() -> None:
+    client = MoltCitiesClient(api_key=KEY, base_url="https://moltcities.org")
+    with pytest.raises(InvalidArgumentError, match=r"valid ones are .*inbox\.message"):
+        client.read_notifications(event_types=["inbox"])
+    with pytest.raises(InvalidArgumentError, match=r"valid ones are .*'chat', 'presence'"):
+        client.read_town_square(kinds="chats")
+    with pytest.raises(InvalidArgumentError, match="limit"):
+        client.read_notifications(limit=-1)
+    # Known names (documented and live) are fine on a client that never started.
+    assert client.read_notifications(event_types=["mention.chat", "mention"]).items == []
+    assert client.read_town_square(kinds=["chat", "presence"]).remaining == 0
