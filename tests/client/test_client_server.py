@@ -209,7 +209,8 @@ def test_server_down_then_up_again(moltcities_server: LocalServer) -> None:
 
 def test_half_open_server_is_detected_and_left(any_moltcities_server: LocalServer) -> None:
     srv = any_moltcities_server
-    with client_for(srv, channels=("personal",)) as client:
+    settings = fast_settings(pong_timeout=0.5)
+    with client_for(srv, channels=("personal",), settings=settings) as client:
         assert client.wait_connected(timeout=15)
         srv.freeze()
         try:
