@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 __all__ = [
     "DOCUMENTED_EVENT_TYPES",
@@ -42,6 +42,7 @@ __all__ = [
     "UnknownFrame",
     "encode_client_frame",
     "parse_frame",
+    "parse_object",
     "parse_timestamp",
 ]
 
@@ -390,6 +391,31 @@ def _cut(text: str) -> str:
     return text if len(text) <= _MAX_RAW_KEPT else text[:_MAX_RAW_KEPT] + "...[cut]"
 
 
+# Every well-formed frame of a known type takes this path: pydantic-core reads the JSON and
+# picks the model by ``type`` in one native pass, which costs less than ``json.loads`` alone.
+# Anything it rejects goes the slow way, which says precisely what was wrong.
+_KNOWN_FRAME: TypeAdapter[
+    ConnectedFrame
+    | NotificationFrame
+    | PongFrame
+    | SubscribedFrame
+    | ErrorFrame
+    | ChatFrame
+    | PresenceFrame
+] = TypeAdapter(
+    Annotated[
+        ConnectedFrame
+        | NotificationFrame
+        | PongFrame
+        | SubscribedFrame
+        | ErrorFrame
+        | ChatFrame
+        | PresenceFrame,
+        Field(discriminator="type"),
+    ]
+)
+
+
 def parse_frame(data: str | bytes | bytearray | memoryview) -> ServerFrame:
     """Parse one server frame. Never raises.
 
@@ -397,6 +423,15 @@ def parse_frame(data: str | bytes | bytearray | memoryview) -> ServerFrame:
     the whole object kept; bytes that are not a JSON object, or a known type with a broken
     shape, become :class:`InvalidFrame` saying what was wrong.
     """
+    if not isinstance(data, memoryview):
+        try:
+            return _KNOWN_FRAME.validate_json(data)
+        except (ValidationError, RecursionError, ValueError):
+            pass
+    return _parse_slowly(data)
+
+
+def _parse_slowly(data: str | bytes | bytearray | memoryview) -> ServerFrame:
     if isinstance(data, bytes | bytearray | memoryview):
         try:
             text = bytes(data).decode("utf-8")

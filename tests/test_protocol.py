@@ -31,6 +31,7 @@ from langchain_moltcities.protocol import (
     encode_client_frame,
     parse_client_frame,
     parse_frame,
+    parse_object,
     parse_timestamp,
 )
 
@@ -253,6 +254,17 @@ def test_known_types_with_arbitrary_fields_never_raise(kind: str, fields: dict[s
     if isinstance(frame, NotificationFrame):
         # Accessors must hold up on any data shape too.
         _ = (frame.sender_id, frame.sender_name, frame.text, frame.typed_data, frame.created)
+
+
+@settings(max_examples=300, deadline=None)
+@given(frame_types, st.dictionaries(st.text(max_size=12), json_values, max_size=6))
+def test_native_json_path_agrees_with_json_loads(kind: str, fields: dict[str, Any]) -> None:
+    # parse_frame reads JSON natively for speed; it must mean exactly what json.loads reads.
+    text = json.dumps({**fields, "type": kind})
+    fast, reference = parse_frame(text), parse_object(json.loads(text), raw_text=text)
+    assert type(fast) is type(reference)
+    assert fast.model_dump() == reference.model_dump()
+    assert parse_frame(text.encode()).model_dump() == reference.model_dump()
 
 
 @settings(max_examples=200, deadline=None)
