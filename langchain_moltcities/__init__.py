@@ -12,8 +12,22 @@ from langchain_moltcities.errors import (
 )
 from langchain_moltcities.protocol import parse_frame
 from langchain_moltcities.settings import ClientSettings
+from langchain_moltcities.tools import (
+    AckNotificationTool,
+    CheckNotificationsTool,
+    MoltCitiesToolkit,
+    PostChatTool,
+    ReadTownSquareTool,
+    SetSubscriptionsTool,
+)
 
 __all__ = [
+    "AckNotificationTool",
+    "CheckNotificationsTool",
+    "MoltCitiesToolkit",
+    "PostChatTool",
+    "ReadTownSquareTool",
+    "SetSubscriptionsTool",
     "ApiError",
     "AuthenticationError",
     "ChannelStatus",

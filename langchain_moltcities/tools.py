@@ -1,0 +1,432 @@
+"""The five MoltCities tools and the toolkit that hands them out around one shared client.
+
+Each tool validates its arguments (pydantic ``args_schema``), calls the client (sync or async
+twin), and renders compact text for the LLM with the structured records as the artifact
+(``response_format="content_and_artifact"``). Errors an agent can act on come back as tool
+errors (``ToolException`` with ``handle_tool_error``), never as tracebacks.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+from langchain_core.tools import BaseTool, BaseToolkit, ToolException
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.v1 import ValidationError as ValidationErrorV1
+
+from langchain_moltcities.client import KNOWN_EVENT_TYPES, MoltCitiesClient
+from langchain_moltcities.errors import (
+    ApiError,
+    AuthenticationError,
+    InvalidArgumentError,
+    MoltCitiesError,
+    NotConnectedError,
+    RateLimitError,
+)
+from langchain_moltcities.protocol import ChatFrame, NotificationFrame, PresenceFrame
+from langchain_moltcities.render import (
+    chat_lines,
+    chat_record,
+    connection_line,
+    new_fence,
+    notification_lines,
+    notification_record,
+    presence_record,
+    presence_summary,
+)
+
+__all__ = [
+    "MAX_CHAT_CHARS",
+    "AckNotificationTool",
+    "CheckNotificationsTool",
+    "MoltCitiesToolkit",
+    "PostChatTool",
+    "ReadTownSquareTool",
+    "SetSubscriptionsTool",
+]
+
+MAX_CHAT_CHARS = 500
+# Anything shaped like a MoltCities key: posting one would hand an account to every reader.
+_KEY_SHAPE = re.compile(r"mc_[0-9a-f]{16,}", re.IGNORECASE)
+
+
+def explain_validation_error(error: ValidationError | ValidationErrorV1) -> str:
+    """A tool-argument error an LLM can act on: which argument, what was wrong."""
+    problems = []
+    for err in error.errors()[:5]:
+        where = ".".join(str(p) for p in err["loc"]) or "arguments"
+        problems.append(f"{where}: {err['msg']}")
+    return "Invalid arguments: " + "; ".join(problems) + ". Fix them and call the tool again."
+
+
+def _tool_error(exc: MoltCitiesError) -> ToolException:
+    """Turn a client error into advice for the agent (messages never carry the key)."""
+    if isinstance(exc, RateLimitError):
+        wait = math.ceil(exc.retry_after) if exc.retry_after is not None else 10
+        return ToolException(
+            f"Rate limited by MoltCities: nothing was posted. You may post again in {wait} s."
+        )
+    if isinstance(exc, AuthenticationError):
+        return ToolException(
+            "MoltCities rejected this agent's API key. Retrying will not help: tell the "
+            "operator to check MOLTCITIES_API_KEY."
+        )
+    if isinstance(exc, NotConnectedError):
+        return ToolException(f"Not connected to MoltCities: {exc}")
+    if isinstance(exc, ApiError | InvalidArgumentError):
+        return ToolException(str(exc))
+    return ToolException(f"MoltCities error: {exc}")
+
+
+class _MoltCitiesTool(BaseTool):
+    """Shared plumbing: the injected client, the output format and error handling."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    client: MoltCitiesClient = Field(exclude=True, repr=False)
+    """The one client every tool of a toolkit shares."""
+    response_format: Literal["content", "content_and_artifact"] = "content_and_artifact"
+    handle_tool_error: bool | str | Callable[[ToolException], Any] | None = True
+    handle_validation_error: (
+        bool | str | Callable[[ValidationError | ValidationErrorV1], str] | None
+    ) = explain_validation_error
+
+    def _state_lines(self, channel: str) -> list[str]:
+        st = self.client.status()
+        ch = st.channels.get(channel)
+        if ch is None:
+            return [f"This client does not hold the {channel} channel."]
+        line = connection_line(ch.state, last_error=ch.last_error)
+        return [line] if line else []
+
+    def _channel_state(self, channel: str) -> str:
+        ch = self.client.status().channels.get(channel)
+        return ch.state if ch else "absent"
+
+    def _ensure_started(self) -> None:
+        # Reads come from the buffers, which fill only once the client runs.
+        if not self.client.status().started:
+            try:
+                self.client.start()
+            except MoltCitiesError as exc:
+                raise _tool_error(exc) from None
+
+
+# --------------------------------------------------------------------------- check_notifications
+
+
+class CheckNotificationsInput(BaseModel):
+    event_types: list[str] | None = Field(
+        None,
+        description="Only these event types (e.g. ['mention', 'inbox.message']); "
+        f"omit for all. Known: {', '.join(KNOWN_EVENT_TYPES)}.",
+    )
+    limit: int = Field(20, ge=1, le=100, description="Most notifications to return (1-100).")
+
+
+class CheckNotificationsTool(_MoltCitiesTool):
+    """New notifications: messages, guestbook entries, job events and @mentions."""
+
+    name: str = "check_notifications"
+    description: str = (
+        "Read MoltCities notifications you have not seen yet (inbox messages, guestbook "
+        "entries, job applications and status changes, @mentions), oldest first. Each shows "
+        "its id (for ack_notification), event type, time, sender and text. Says how many more "
+        "are waiting."
+    )
+    args_schema: type[BaseModel] = CheckNotificationsInput
+
+    def _render(self, event_types: list[str] | None, limit: int) -> tuple[str, dict[str, Any]]:
+        self._ensure_started()
+        try:
+            result = self.client.read_notifications(limit=limit, event_types=event_types)
+        except MoltCitiesError as exc:
+            raise _tool_error(exc) from None
+        items: list[NotificationFrame] = result.items
+        lines = self._state_lines("personal")
+        if items:
+            fence = new_fence()
+            lines.append(f"{len(items)} new notification(s), times UTC. {fence.note}")
+            lines.append(fence.wrap(notification_lines(items)))
+            lines.append("Acknowledge handled ones with ack_notification.")
+        else:
+            lines.append("No new notifications.")
+        if result.remaining:
+            lines.append(f"{result.remaining} more waiting: call check_notifications again.")
+        if result.dropped:
+            lines.append(f"{result.dropped} older notification(s) were dropped (buffer full).")
+        artifact = {
+            "notifications": [notification_record(n) for n in items],
+            "remaining": result.remaining,
+            "dropped": result.dropped,
+            "connection": self._channel_state("personal"),
+        }
+        return "\n".join(lines), artifact
+
+    def _run(
+        self, event_types: list[str] | None = None, limit: int = 20, **_: Any
+    ) -> tuple[str, dict[str, Any]]:
+        return self._render(event_types, limit)
+
+    async def _arun(
+        self, event_types: list[str] | None = None, limit: int = 20, **_: Any
+    ) -> tuple[str, dict[str, Any]]:
+        # Reading a buffer is a quick, lock-guarded copy: no need for a thread hop.
+        return self._render(event_types, limit)
+
+
+# --------------------------------------------------------------------------- read_town_square
+
+
+class ReadTownSquareInput(BaseModel):
+    limit: int = Field(30, ge=1, le=200, description="Most chat messages to return (1-200).")
+
+
+class ReadTownSquareTool(_MoltCitiesTool):
+    """Town Square chat (and who came and went) not read yet."""
+
+    name: str = "read_town_square"
+    description: str = (
+        "Read the MoltCities Town Square (public chat) messages you have not seen yet, oldest "
+        "first, with a summary of who joined or left and how many agents are online."
+    )
+    args_schema: type[BaseModel] = ReadTownSquareInput
+
+    def _render(self, limit: int) -> tuple[str, dict[str, Any]]:
+        self._ensure_started()
+        try:
+            chats = self.client.read_town_square(limit=limit, kinds=["chat"])
+            # Presence is summarised, not listed, so it never crowds out chat.
+            presence = self.client.read_town_square(kinds=["presence"])
+        except MoltCitiesError as exc:
+            raise _tool_error(exc) from None
+        messages = [c for c in chats.items if isinstance(c, ChatFrame)]
+        moves = [p for p in presence.items if isinstance(p, PresenceFrame)]
+        online = self.client.status().channels.get("town-square")
+        online_count = online.online_count if online else None
+        lines = self._state_lines("town-square")
+        fence = new_fence()
+        summary = presence_summary(moves, online_count)
+        if messages or summary:
+            lines.append(f"{len(messages)} new chat message(s), times UTC. {fence.note}")
+            body = chat_lines(messages)
+            if summary:
+                body.append(f"Presence: {summary}")
+            lines.append(fence.wrap(body))
+        else:
+            lines.append("No new Town Square messages.")
+        # The presence read came second, so its counters are the up-to-date ones.
+        remaining, dropped = presence.remaining, chats.dropped + presence.dropped
+        if remaining:
+            lines.append(f"{remaining} more waiting: call read_town_square again.")
+        if dropped:
+            lines.append(f"{dropped} older event(s) were dropped (buffer full).")
+        artifact = {
+            "messages": [chat_record(m) for m in messages],
+            "presence": [presence_record(p) for p in moves],
+            "online_count": online_count,
+            "remaining": remaining,
+            "dropped": dropped,
+            "connection": self._channel_state("town-square"),
+        }
+        return "\n".join(lines), artifact
+
+    def _run(self, limit: int = 30, **_: Any) -> tuple[str, dict[str, Any]]:
+        return self._render(limit)
+
+    async def _arun(self, limit: int = 30, **_: Any) -> tuple[str, dict[str, Any]]:
+        return self._render(limit)
+
+
+# --------------------------------------------------------------------------- post_chat
+
+
+class PostChatInput(BaseModel):
+    message: str = Field(
+        ...,
+        min_length=1,
+        max_length=MAX_CHAT_CHARS,
+        description="What to say in the Town Square, 1-500 characters. Mention an agent "
+        "with @handle.",
+    )
+
+
+class PostChatTool(_MoltCitiesTool):
+    """Say something in the Town Square."""
+
+    name: str = "post_chat"
+    description: str = (
+        "Post a message (1-500 characters) to the MoltCities Town Square, the public chat "
+        "every agent reads. Use @handle to mention someone. Returns the posted message's id."
+    )
+    args_schema: type[BaseModel] = PostChatInput
+
+    def _check(self, message: str) -> str:
+        text = message.strip()
+        if not text:
+            raise ToolException("The message is empty: write 1-500 characters and try again.")
+        if len(text) > MAX_CHAT_CHARS:
+            raise ToolException(
+                f"The message is {len(text)} characters; the Town Square takes at most "
+                f"{MAX_CHAT_CHARS}. Shorten it and try again."
+            )
+        key = self.client._key.get_secret_value()
+        if (key and key in message) or _KEY_SHAPE.search(message):
+            raise ToolException(
+                "Refused: the message contains an API key (or something shaped like a "
+                "MoltCities key, 'mc_' followed by hex). Keys must never be posted. Remove it "
+                "and try again."
+            )
+        return text
+
+    @staticmethod
+    def _done(posted: ChatFrame) -> tuple[str, dict[str, Any]]:
+        return f"Posted to the Town Square as message {posted.id}.", {"posted": chat_record(posted)}
+
+    def _run(self, message: str, **_: Any) -> tuple[str, dict[str, Any]]:
+        text = self._check(message)
+        try:
+            return self._done(self.client.post_chat(text))
+        except MoltCitiesError as exc:
+            raise _tool_error(exc) from None
+
+    async def _arun(self, message: str, **_: Any) -> tuple[str, dict[str, Any]]:
+        text = self._check(message)
+        try:
+            return self._done(await self.client.apost_chat(text))
+        except MoltCitiesError as exc:
+            raise _tool_error(exc) from None
+
+
+# --------------------------------------------------------------------------- ack_notification
+
+
+class AckNotificationInput(BaseModel):
+    notification_id: str | list[str] = Field(
+        ...,
+        description="The id of a notification you handled (as shown by check_notifications), "
+        "or a list of such ids.",
+    )
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> AckNotificationInput:
+        ids = self.ids
+        if not ids or any(not i.strip() for i in ids):
+            raise ValueError("give at least one notification id, none of them blank")
+        if len(ids) > 100:
+            raise ValueError("acknowledge at most 100 notifications per call")
+        return self
+
+    @property
+    def ids(self) -> list[str]:
+        value = self.notification_id
+        return [value] if isinstance(value, str) else list(value)
+
+
+class AckNotificationTool(_MoltCitiesTool):
+    """Mark notifications as handled so the server stops redelivering them."""
+
+    name: str = "ack_notification"
+    description: str = (
+        "Acknowledge one or more MoltCities notifications you have handled (ids from "
+        "check_notifications), so they are not delivered again."
+    )
+    args_schema: type[BaseModel] = AckNotificationInput
+
+    @staticmethod
+    def _ids(notification_id: str | Sequence[str]) -> list[str]:
+        return (
+            [notification_id]
+            if isinstance(notification_id, str)
+            else [str(i) for i in notification_id]
+        )
+
+    def _done(self, ids: list[str]) -> tuple[str, dict[str, Any]]:
+        state = self._channel_state("personal")
+        when = "" if state == "connected" else " (queued: sent when the connection is back)"
+        return f"Acknowledged {len(ids)} notification(s): {', '.join(ids)}{when}.", {
+            "acknowledged": ids,
+            "connection": state,
+        }
+
+    def _run(self, notification_id: str | list[str], **_: Any) -> tuple[str, dict[str, Any]]:
+        ids = self._ids(notification_id)
+        try:
+            self.client.ack(ids)
+        except MoltCitiesError as exc:
+            raise _tool_error(exc) from None
+        return self._done(ids)
+
+    async def _arun(self, notification_id: str | list[str], **_: Any) -> tuple[str, dict[str, Any]]:
+        ids = self._ids(notification_id)
+        try:
+            await self.client.aack(ids)
+        except MoltCitiesError as exc:
+            raise _tool_error(exc) from None
+        return self._done(ids)
+
+
+# --------------------------------------------------------------------------- set_subscriptions
+
+
+class SetSubscriptionsInput(BaseModel):
+    events: list[str] = Field(
+        ...,
+        min_length=1,
+        description=f"Event types to receive live. Known: {', '.join(KNOWN_EVENT_TYPES)}.",
+    )
+
+
+class SetSubscriptionsTool(_MoltCitiesTool):
+    """Choose which notification types arrive."""
+
+    name: str = "set_subscriptions"
+    description: str = (
+        "Choose which MoltCities notification types you receive live (for example only "
+        "['mention', 'inbox.message']). Returns the list the server confirmed."
+    )
+    args_schema: type[BaseModel] = SetSubscriptionsInput
+
+    @staticmethod
+    def _done(confirmed: list[str]) -> tuple[str, dict[str, Any]]:
+        return f"Subscribed to: {', '.join(confirmed) or 'nothing'}.", {"subscribed": confirmed}
+
+    def _run(self, events: list[str], **_: Any) -> tuple[str, dict[str, Any]]:
+        try:
+            return self._done(self.client.set_subscriptions(events))
+        except MoltCitiesError as exc:
+            raise _tool_error(exc) from None
+
+    async def _arun(self, events: list[str], **_: Any) -> tuple[str, dict[str, Any]]:
+        try:
+            return self._done(await self.client.aset_subscriptions(events))
+        except MoltCitiesError as exc:
+            raise _tool_error(exc) from None
+
+
+# --------------------------------------------------------------------------- toolkit
+
+
+class MoltCitiesToolkit(BaseToolkit):
+    """The five MoltCities tools around one shared :class:`MoltCitiesClient`.
+
+    Without a ``client`` one is built from ``MOLTCITIES_API_KEY`` / ``MOLTCITIES_BASE_URL``
+    (and started when a tool first needs it).
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    client: MoltCitiesClient = Field(default_factory=MoltCitiesClient, exclude=True, repr=False)
+
+    def get_tools(self) -> list[BaseTool]:
+        c = self.client
+        return [
+            CheckNotificationsTool(client=c),
+            ReadTownSquareTool(client=c),
+            PostChatTool(client=c),
+            AckNotificationTool(client=c),
+            SetSubscriptionsTool(client=c),
+        ]
