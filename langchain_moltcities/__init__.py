@@ -23,22 +23,22 @@ from langchain_moltcities.tools import (
 
 __all__ = [
     "AckNotificationTool",
-    "CheckNotificationsTool",
-    "MoltCitiesToolkit",
-    "PostChatTool",
-    "ReadTownSquareTool",
-    "SetSubscriptionsTool",
     "ApiError",
     "AuthenticationError",
     "ChannelStatus",
+    "CheckNotificationsTool",
     "ClientSettings",
     "ClientStatus",
     "InvalidArgumentError",
     "MoltCitiesClient",
     "MoltCitiesError",
+    "MoltCitiesToolkit",
     "NotConnectedError",
+    "PostChatTool",
     "RateLimitError",
     "ReadResult",
+    "ReadTownSquareTool",
+    "SetSubscriptionsTool",
     "parse_frame",
 ]
 __version__ = "0.1.0"
