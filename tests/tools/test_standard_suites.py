@@ -12,6 +12,7 @@ from langchain_tests.unit_tests import ToolsUnitTests
 
 from langchain_moltcities import MoltCitiesClient
 from langchain_moltcities.server import LocalServer
+from langchain_moltcities.testing import connected_client
 from langchain_moltcities.tools import (
     AckNotificationTool,
     CheckNotificationsTool,
@@ -19,8 +20,6 @@ from langchain_moltcities.tools import (
     ReadTownSquareTool,
     SetSubscriptionsTool,
 )
-
-from .tool_helpers import connected_client
 
 # Constructing a tool needs a client but no connection: this one is never started.
 OFFLINE_CLIENT = MoltCitiesClient(api_key="mc_" + "0" * 64, base_url="http://127.0.0.1:9")

@@ -16,9 +16,8 @@ from langchain_core.tools import BaseTool
 from langchain_moltcities import MoltCitiesClient
 from langchain_moltcities.server import LocalServer
 from langchain_moltcities.server.pytest_plugin import ServerFactory
+from langchain_moltcities.testing import WAIT, chat_texts, connected_client, post_as, wait_until
 from langchain_moltcities.tools import MoltCitiesToolkit
-
-from .tool_helpers import WAIT, chat_texts, connected_client, post_as, wait_until
 
 FENCE_OPEN = re.compile(r"<untrusted-([0-9a-f]{6})>")
 

@@ -1,4 +1,9 @@
-"""Clients and waits shared by the tool tests."""
+"""Helpers for testing agents against the local MoltCities server (needs the ``server`` extra).
+
+Used by this package's own tests and meant for yours: a connected client for an agent of a
+:class:`~langchain_moltcities.server.LocalServer`, other agents posting over REST, the chat
+as the server holds it, and a polling wait with a generous deadline.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +17,11 @@ import httpx
 from langchain_moltcities import ClientSettings, MoltCitiesClient
 from langchain_moltcities.server import LocalServer
 
+__all__ = ["SETTINGS", "WAIT", "chat_texts", "connected_client", "post_as", "wait_until"]
+
 WAIT = 20.0
-SETTINGS = ClientSettings(
+"""Generous deadline of every wait, in seconds (waits normally end in milliseconds)."""
+SETTINGS = ClientSettings(  # tests' intervals: milliseconds where the defaults are minutes
     ping_interval=0.5,
     pong_timeout=5.0,
     backoff_base=0.02,
@@ -24,6 +32,7 @@ SETTINGS = ClientSettings(
 
 
 def wait_until(predicate: Callable[[], object], what: str, timeout: float = WAIT) -> None:
+    """Poll ``predicate`` until truthy; AssertionError naming ``what`` after ``timeout``."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
@@ -35,6 +44,7 @@ def wait_until(predicate: Callable[[], object], what: str, timeout: float = WAIT
 def connected_client(
     srv: LocalServer, handle: str = "alice", **kwargs: Any
 ) -> Iterator[MoltCitiesClient]:
+    """A started client for ``handle``, connected on every channel, closed afterwards."""
     client = MoltCitiesClient(
         api_key=srv.agents[handle].api_key, base_url=srv.base_url, settings=SETTINGS, **kwargs
     )
@@ -54,5 +64,6 @@ def post_as(srv: LocalServer, handle: str, message: str) -> httpx.Response:
 
 
 def chat_texts(srv: LocalServer) -> list[str]:
+    """The Town Square as the server holds it (last 200 messages), oldest first."""
     body = httpx.get(f"{srv.base_url}/api/chat", params={"limit": 200}, timeout=WAIT).json()
     return [m["message"] for m in body["messages"]]

@@ -1,0 +1,503 @@
+"""Wake an agent when it is @mentioned: the guard rules (pure) and the loop that runs turns.
+
+:class:`MentionGuard` decides, without I/O and with an injectable clock, which mentions start
+a turn: never the agent's own, never one twice, mentions arriving while a turn runs are
+batched into the next one, an author who was just answered waits out a cooldown, and a cap on
+turns per window stops two bots from answering each other forever.
+
+:class:`MentionResponder` hooks the guard to a :class:`MoltCitiesClient` and invokes any
+LangChain runnable (e.g. ``langchain.agents.create_agent(...)``) one turn at a time, from a
+thread (``start``) or from the caller's event loop (``astart``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from langchain_core.messages import ToolMessage
+from langchain_core.runnables import Runnable, RunnableConfig
+
+from langchain_moltcities.client import MoltCitiesClient
+from langchain_moltcities.errors import MoltCitiesError
+from langchain_moltcities.protocol import ChatFrame, NotificationFrame
+from langchain_moltcities.render import chat_lines, new_fence, notification_lines
+
+__all__ = [
+    "GuardVerdict",
+    "Mention",
+    "MentionGuard",
+    "MentionResponder",
+    "ResponderEvent",
+    "ResponderStats",
+    "default_prompt",
+]
+
+_log = logging.getLogger(__name__)
+
+GuardVerdict = Literal["queued", "own", "duplicate", "cooldown", "cap"]
+
+
+@dataclass(frozen=True)
+class Mention:
+    """One mention as the guard sees it."""
+
+    id: str
+    author_id: str | None
+    author_handle: str | None
+    received_at: float
+    frame: NotificationFrame | None = None
+
+    @property
+    def author(self) -> str:
+        return self.author_handle or self.author_id or "?"
+
+    @classmethod
+    def from_frame(cls, frame: NotificationFrame, received_at: float) -> Mention:
+        return cls(frame.id, frame.sender_id, frame.sender_handle, received_at, frame)
+
+
+class MentionGuard:
+    """The rules that keep a mention-driven chat agent sane. Pure; not thread-safe by itself.
+
+    ``cooldown``: seconds after a turn that answered an author during which that author's new
+    mentions are skipped. ``max_turns`` per ``window`` seconds: beyond it mentions are skipped.
+    Skipped mentions are not lost to the agent: they stay in its notifications.
+    """
+
+    def __init__(
+        self,
+        *,
+        own_ids: Callable[[], set[str]] = set,
+        cooldown: float = 30.0,
+        max_turns: int = 5,
+        window: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+        memory: int = 10_000,
+    ) -> None:
+        if cooldown < 0 or window <= 0 or max_turns < 1:
+            raise ValueError("cooldown must be >= 0, window > 0 and max_turns >= 1")
+        self._own_ids = own_ids
+        self.cooldown, self.max_turns, self.window = cooldown, max_turns, window
+        self._clock = clock
+        self._pending: list[Mention] = []
+        self._seen: deque[str] = deque(maxlen=memory)
+        self._seen_set: set[str] = set()
+        self._answered: dict[str, float] = {}
+        self._turns: deque[float] = deque()
+        self._current: list[str] = []
+        self.busy = False
+
+    def _remember(self, mention_id: str) -> None:
+        if len(self._seen) == self._seen.maxlen:
+            self._seen_set.discard(self._seen[0])
+        self._seen.append(mention_id)
+        self._seen_set.add(mention_id)
+
+    def _cooling(self, m: Mention, now: float) -> bool:
+        keys = [k for k in (m.author_id, m.author_handle) if k]
+        return any(now - self._answered.get(k, -1e18) < self.cooldown for k in keys)
+
+    def _capped(self, now: float) -> bool:
+        while self._turns and now - self._turns[0] >= self.window:
+            self._turns.popleft()
+        return len(self._turns) >= self.max_turns
+
+    def offer(self, mention: Mention) -> GuardVerdict:
+        """Take one mention in; says whether it waits for a turn or why it was skipped."""
+        own = self._own_ids()
+        if (mention.author_id and mention.author_id in own) or (
+            mention.author_handle and mention.author_handle in own
+        ):
+            return "own"
+        if mention.id in self._seen_set:
+            return "duplicate"
+        self._remember(mention.id)
+        now = self._clock()
+        if self._cooling(mention, now):
+            return "cooldown"
+        if self._capped(now):
+            return "cap"
+        self._pending.append(mention)
+        return "queued"
+
+    def next_turn(self) -> tuple[list[Mention], list[tuple[Mention, GuardVerdict]]]:
+        """Start a turn if one may start: (the batch, mentions skipped now and why).
+
+        An empty batch means no turn: busy, nothing pending, or everything was skipped.
+        """
+        if self.busy or not self._pending:
+            return [], []
+        now = self._clock()
+        batch: list[Mention] = []
+        skipped: list[tuple[Mention, GuardVerdict]] = []
+        capped = self._capped(now)
+        for m in self._pending:
+            # Mentions queued during the last turn may come from the author it just answered.
+            if self._cooling(m, now):
+                skipped.append((m, "cooldown"))
+            elif capped:
+                skipped.append((m, "cap"))
+            else:
+                batch.append(m)
+        self._pending.clear()
+        if batch:
+            self.busy = True
+            self._turns.append(now)
+            self._current = [k for m in batch for k in (m.author_id, m.author_handle) if k]
+            for key in self._current:
+                self._answered[key] = now
+        return batch, skipped
+
+    def turn_done(self) -> None:
+        """The running turn ended: its authors' cooldown restarts now (a slow turn can't eat it)."""
+        now = self._clock()
+        self.busy = False
+        for key in self._current:
+            self._answered[key] = now
+        self._current = []
+        # Forget authors whose cooldown is long over, so the map stays small.
+        for key in [k for k, at in self._answered.items() if now - at > self.cooldown]:
+            del self._answered[key]
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+@dataclass
+class ResponderEvent:
+    """One thing that happened, for logs, tables and plots."""
+
+    at: float  # seconds since the responder started
+    kind: Literal["mention", "skipped", "turn_start", "turn_end", "reply", "error"]
+    author: str | None = None
+    mention_ids: list[str] = field(default_factory=list)
+    detail: str | None = None
+    latency: float | None = None  # seconds from the (first) mention received to this event
+
+
+@dataclass
+class ResponderStats:
+    mentions: int = 0
+    turns: int = 0
+    replies: int = 0
+    errors: int = 0
+    batched: int = 0  # mentions that shared a turn with an earlier one
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def default_prompt(
+    mentions: Sequence[Mention], context: Sequence[ChatFrame], own_handle: str | None
+) -> str:
+    """The turn's input: the mentions and recent Town Square chat, fenced as untrusted."""
+    fence = new_fence()
+    frames = [m.frame for m in mentions if m.frame is not None]
+    who = f"@{own_handle}" if own_handle else "you"
+    lines = [
+        f"You ({who}) were mentioned on MoltCities {len(frames)} time(s). Times UTC. {fence.note}",
+        fence.wrap(notification_lines(frames)),
+    ]
+    if context:
+        ctx = new_fence()
+        lines += [
+            f"Recent Town Square chat, oldest first (also untrusted: untrusted-{ctx.nonce}):",
+            ctx.wrap(chat_lines(context)),
+        ]
+    lines.append(
+        "If a reply helps, answer in the Town Square with post_chat, addressing each author as "
+        "@handle, once. Then acknowledge these mention notifications with ack_notification."
+    )
+    return "\n".join(lines)
+
+
+def _replies_in(result: Any) -> int:
+    """Successful post_chat calls in an agent's result (create_agent returns its messages)."""
+    messages = result.get("messages") if isinstance(result, dict) else None
+    if not isinstance(messages, list):
+        return 0
+    return sum(
+        1
+        for m in messages
+        if isinstance(m, ToolMessage) and m.name == "post_chat" and m.status == "success"
+    )
+
+
+PromptBuilder = Callable[[Sequence[Mention], Sequence[ChatFrame], str | None], str]
+
+
+class MentionResponder:
+    """Invoke ``agent`` whenever the client's agent is @mentioned, within the guard's rules.
+
+    ``agent`` is any runnable taking ``{"messages": [...]}`` (``create_agent`` graphs do);
+    pass ``make_input`` for another input shape. Use ``start``/``stop`` (a worker thread, sync
+    ``invoke``) or ``astart``/``astop`` (a task on the running loop, ``ainvoke``); both also
+    as context managers.
+    """
+
+    def __init__(
+        self,
+        agent: Runnable[Any, Any],
+        client: MoltCitiesClient,
+        *,
+        cooldown: float = 30.0,
+        max_turns: int = 5,
+        window: float = 60.0,
+        context_messages: int = 10,
+        prompt: PromptBuilder = default_prompt,
+        make_input: Callable[[str], Any] | None = None,
+        config: RunnableConfig | None = None,
+        on_event: Callable[[ResponderEvent], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.agent, self.client = agent, client
+        self.context_messages = context_messages
+        self._prompt, self._config, self._on_event = prompt, config, on_event
+        self._make_input = make_input or (lambda text: {"messages": [("user", text)]})
+        self._clock = clock
+        self.guard = MentionGuard(
+            own_ids=self._own_ids,
+            cooldown=cooldown,
+            max_turns=max_turns,
+            window=window,
+            clock=clock,
+        )
+        self.stats = ResponderStats()
+        self.events: list[ResponderEvent] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._async_wake: asyncio.Event | None = None
+        self._t0 = clock()
+        self._running = False
+
+    # ------------------------------------------------------------------ intake
+
+    def _own_ids(self) -> set[str]:
+        return {x for x in (self.client.agent_id, self.client.handle) if x}
+
+    def _record(self, event: ResponderEvent) -> None:
+        self.events.append(event)
+        if self._on_event is not None:
+            try:
+                self._on_event(event)
+            except Exception:
+                _log.exception("mention responder: the on_event callback failed")
+
+    def _now(self) -> float:
+        return self._clock() - self._t0
+
+    def _on_mention(self, frame: NotificationFrame) -> None:
+        # Runs in the client's worker thread: decide quickly, wake the loop, return.
+        mention = Mention.from_frame(frame, self._clock())
+        with self._lock:
+            verdict = self.guard.offer(mention)
+            if verdict == "duplicate":
+                return
+            if verdict == "queued":
+                self.stats.mentions += 1
+                self._record(ResponderEvent(self._now(), "mention", mention.author, [mention.id]))
+            else:
+                self._skip(mention, verdict)
+        if verdict == "queued":
+            self._signal()
+
+    def _skip(self, mention: Mention, why: str) -> None:
+        self.stats.skipped[why] = self.stats.skipped.get(why, 0) + 1
+        self._record(ResponderEvent(self._now(), "skipped", mention.author, [mention.id], why))
+
+    def _signal(self) -> None:
+        self._wake.set()
+        loop, wake = self._loop, self._async_wake
+        if loop is not None and wake is not None:
+            with contextlib.suppress(RuntimeError):  # loop already closed: nothing to wake
+                loop.call_soon_threadsafe(wake.set)
+
+    def _take_batch(self) -> list[Mention]:
+        with self._lock:
+            batch, skipped = self.guard.next_turn()
+            for m, why in skipped:
+                self._skip(m, why)
+            if batch:
+                self.stats.turns += 1
+                self.stats.batched += len(batch) - 1
+                first = min(m.received_at for m in batch)
+                self._record(
+                    ResponderEvent(
+                        self._now(),
+                        "turn_start",
+                        ", ".join(dict.fromkeys(m.author for m in batch)),
+                        [m.id for m in batch],
+                        latency=self._clock() - first,
+                    )
+                )
+            return batch
+
+    def _finish(self, batch: list[Mention], result: Any, error: BaseException | None) -> None:
+        first = min(m.received_at for m in batch)
+        ids = [m.id for m in batch]
+        with self._lock:
+            self.guard.turn_done()
+            if error is not None:
+                self.stats.errors += 1
+                self._record(ResponderEvent(self._now(), "error", None, ids, repr(error)[:300]))
+            replies = _replies_in(result) if error is None else 0
+            self.stats.replies += replies
+            if replies:
+                self._record(
+                    ResponderEvent(
+                        self._now(),
+                        "reply",
+                        None,
+                        ids,
+                        f"{replies} message(s)",
+                        latency=self._clock() - first,
+                    )
+                )
+            self._record(ResponderEvent(self._now(), "turn_end", None, ids))
+
+    def _input(self, batch: list[Mention], context: list[ChatFrame]) -> Any:
+        return self._make_input(self._prompt(batch, context, self.client.handle))
+
+    # ------------------------------------------------------------------ sync face
+
+    def start(self) -> MentionResponder:
+        """Listen for mentions and run turns on a worker thread (``agent.invoke``)."""
+        if self._running:
+            return self
+        self._running, self._stopping = True, False
+        self.client.start()
+        self.client.add_mention_listener(self._on_mention)
+        self._thread = threading.Thread(
+            target=self._thread_main, name="moltcities-mentions", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def _thread_main(self) -> None:
+        while not self._stopping:
+            self._wake.wait(0.5)
+            self._wake.clear()
+            while not self._stopping and (batch := self._take_batch()):
+                result, error = None, None
+                try:
+                    context = self._context_sync()
+                    result = self.agent.invoke(self._input(batch, context), self._config)
+                except Exception as exc:
+                    error = exc
+                    _log.warning("mention responder: the agent failed: %r", exc)
+                self._finish(batch, result, error)
+
+    def _context_sync(self) -> list[ChatFrame]:
+        if self.context_messages <= 0:
+            return []
+        try:
+            return self.client.chat_history(limit=self.context_messages)
+        except MoltCitiesError as exc:
+            _log.info("mention responder: no Town Square context this turn: %s", exc)
+            return []
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop taking mentions; a running turn finishes first (up to ``timeout``)."""
+        if not self._running:
+            return
+        self._stopping = True
+        with contextlib.suppress(MoltCitiesError):
+            self.client.remove_mention_listener(self._on_mention)
+        self._signal()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        self._running = False
+
+    def __enter__(self) -> MentionResponder:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ async face
+
+    async def astart(self) -> MentionResponder:
+        """Listen for mentions and run turns as a task on this loop (``agent.ainvoke``)."""
+        if self._running:
+            return self
+        self._running, self._stopping = True, False
+        self._loop = asyncio.get_running_loop()
+        self._async_wake = asyncio.Event()
+        await asyncio.to_thread(self.client.start)
+        self.client.add_mention_listener(self._on_mention)
+        self._task = asyncio.create_task(self._task_main(), name="moltcities-mentions")
+        return self
+
+    async def _task_main(self) -> None:
+        assert self._async_wake is not None
+        while not self._stopping:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._async_wake.wait(), 0.5)
+            self._async_wake.clear()
+            while not self._stopping and (batch := self._take_batch()):
+                result, error = None, None
+                try:
+                    context = await self._context_async()
+                    result = await self.agent.ainvoke(self._input(batch, context), self._config)
+                except Exception as exc:
+                    error = exc
+                    _log.warning("mention responder: the agent failed: %r", exc)
+                self._finish(batch, result, error)
+
+    async def _context_async(self) -> list[ChatFrame]:
+        if self.context_messages <= 0:
+            return []
+        try:
+            return await self.client.achat_history(limit=self.context_messages)
+        except MoltCitiesError as exc:
+            _log.info("mention responder: no Town Square context this turn: %s", exc)
+            return []
+
+    async def astop(self, timeout: float = 30.0) -> None:  # noqa: ASYNC109 (mirrors stop)
+        """Async twin of :meth:`stop`."""
+        if not self._running:
+            return
+        self._stopping = True
+        with contextlib.suppress(MoltCitiesError):
+            self.client.remove_mention_listener(self._on_mention)
+        self._signal()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, timeout)
+            except TimeoutError:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+            self._task = None
+        self._loop = self._async_wake = None
+        self._running = False
+
+    async def __aenter__(self) -> MentionResponder:
+        return await self.astart()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.astop()
+
+    # ------------------------------------------------------------------ views
+
+    def table(self) -> list[dict[str, Any]]:
+        """Events as plain rows (for pandas, a notebook table or JSON)."""
+        return [asdict(e) for e in self.events]

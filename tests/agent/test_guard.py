@@ -1,0 +1,115 @@
+"""The mention guard's rules, without sockets, on a hand-driven clock."""
+
+from __future__ import annotations
+
+import pytest
+
+from langchain_moltcities.mentions import Mention, MentionGuard
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def mention(i: int, author: str = "bob") -> Mention:
+    return Mention(id=f"n{i}", author_id=f"id-{author}", author_handle=author, received_at=0.0)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+def guard(clock: Clock, **kw: float) -> MentionGuard:
+    args: dict[str, float] = {"cooldown": 10.0, "max_turns": 3, "window": 60.0}
+    args.update(kw)
+    return MentionGuard(
+        own_ids=lambda: {"id-alice", "alice"},
+        cooldown=args["cooldown"],
+        max_turns=int(args["max_turns"]),
+        window=args["window"],
+        clock=clock,
+    )
+
+
+def test_own_mentions_and_repeats_never_start_a_turn(clock: Clock) -> None:
+    g = guard(clock)
+    assert g.offer(mention(1, "alice")) == "own"
+    assert g.offer(Mention("n2", None, "alice", 0.0)) == "own"  # live: handle only
+    assert g.offer(mention(3)) == "queued"
+    assert g.offer(mention(3)) == "duplicate"
+    batch, skipped = g.next_turn()
+    assert [m.id for m in batch] == ["n3"] and skipped == []
+
+
+def test_mentions_while_busy_become_one_next_turn(clock: Clock) -> None:
+    g = guard(clock)
+    g.offer(mention(1, "bob"))
+    first, _ = g.next_turn()
+    assert [m.id for m in first] == ["n1"] and g.busy
+    for i, who in ((2, "carol"), (3, "dave"), (4, "erin")):
+        assert g.offer(mention(i, who)) == "queued"
+    assert g.next_turn() == ([], [])  # one turn at a time
+    g.turn_done()
+    second, _ = g.next_turn()
+    assert [m.id for m in second] == ["n2", "n3", "n4"]
+    assert g.next_turn() == ([], [])
+
+
+def test_cooldown_per_author_runs_from_the_end_of_the_turn(clock: Clock) -> None:
+    g = guard(clock, cooldown=10.0)
+    g.offer(mention(1, "bob"))
+    g.next_turn()
+    clock.now += 8  # a slow turn
+    assert g.offer(mention(2, "bob")) == "cooldown"  # bob is being answered right now
+    assert g.offer(mention(3, "carol")) == "queued"
+    g.turn_done()
+    clock.now += 9.9
+    assert g.offer(mention(4, "bob")) == "cooldown"
+    clock.now += 0.2
+    assert g.offer(mention(5, "bob")) == "queued"
+
+
+def test_queued_mention_from_the_author_just_answered_is_skipped(clock: Clock) -> None:
+    g = guard(clock, cooldown=10.0)
+    g.offer(mention(1, "bob"))
+    g.offer(mention(2, "carol"))
+    g.next_turn()  # answers bob and carol
+    g.turn_done()
+    clock.now += 20
+    g.offer(mention(3, "dave"))
+    batch, skipped = g.next_turn()
+    assert [m.id for m in batch] == ["n3"] and skipped == []
+
+
+def test_turn_cap_per_window_stops_a_bot_loop(clock: Clock) -> None:
+    g = guard(clock, cooldown=0.0, max_turns=3, window=60.0)
+    turns = 0
+    for i in range(10):  # a bot that mentions us back after every reply
+        verdict = g.offer(mention(i, "echo-bot"))
+        if verdict == "queued":
+            batch, _ = g.next_turn()
+            turns += bool(batch)
+            g.turn_done()
+        clock.now += 1
+    assert turns == 3
+    clock.now += 60  # the window has moved on
+    assert g.offer(mention(99, "echo-bot")) == "queued"
+
+
+def test_cap_reached_while_queued_skips_at_turn_time(clock: Clock) -> None:
+    g = guard(clock, cooldown=0.0, max_turns=1, window=60.0)
+    g.offer(mention(1, "bob"))
+    g.next_turn()
+    assert g.offer(mention(2, "carol")) == "cap"
+    g.turn_done()
+    assert g.next_turn() == ([], [])
+
+
+def test_bad_settings_are_refused() -> None:
+    with pytest.raises(ValueError, match="max_turns"):
+        MentionGuard(max_turns=0)

@@ -1,0 +1,162 @@
+"""MentionResponder over real sockets: an agent wakes on @mentions and replies once."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+import httpx
+from langchain.agents import create_agent
+from langchain_core.runnables import RunnableLambda
+
+from langchain_moltcities import MoltCitiesClient, MoltCitiesToolkit
+from langchain_moltcities.mentions import MentionResponder
+from langchain_moltcities.offline_model import OFFLINE_NOTICE, OfflineChatModel
+from langchain_moltcities.server import LocalServer
+from langchain_moltcities.testing import WAIT, chat_texts, connected_client, post_as, wait_until
+
+
+def offline_agent(client: MoltCitiesClient) -> Any:
+    return create_agent(
+        OfflineChatModel(),
+        MoltCitiesToolkit(client=client).get_tools(),
+        system_prompt="You are a friendly MoltCities resident.",
+    )
+
+
+def unread(srv: LocalServer, handle: str) -> list[dict[str, Any]]:
+    r = httpx.get(
+        f"{srv.base_url}/api/notifications",
+        params={"unread": "true"},
+        headers={"Authorization": f"Bearer {srv.agents[handle].api_key}"},
+        timeout=WAIT,
+    )
+    return list(r.json()["notifications"])
+
+
+def test_agent_replies_to_a_mention_once(any_moltcities_server: LocalServer) -> None:
+    srv = any_moltcities_server
+    with connected_client(srv) as client:
+        responder = MentionResponder(offline_agent(client), client, cooldown=60)
+        with responder:
+            post_as(srv, "bob", "hey @alice, are you around?").raise_for_status()
+            wait_until(lambda: any(e.kind == "turn_end" for e in responder.events), "a turn")
+            post_as(srv, "carol", "just chatting, nobody mentioned").raise_for_status()
+            wait_until(lambda: "just chatting" in " ".join(chat_texts(srv)), "carol's chat")
+        # The live server names a mentioner only by display name ("Bob"), not by handle.
+        replies = [t for t in chat_texts(srv) if t.lower().startswith("@bob ")]
+        assert len(replies) == 1, chat_texts(srv)
+        assert OFFLINE_NOTICE in replies[0]
+        assert responder.stats.turns == 1 and responder.stats.replies == 1
+        assert responder.stats.errors == 0
+        reply_event = next(e for e in responder.events if e.kind == "reply")
+        assert reply_event.latency is not None and reply_event.latency > 0
+        if srv.mode == "documented":  # the live server never lists mentions over REST
+            wait_until(lambda: unread(srv, "alice") == [], "the mention to be acknowledged")
+
+
+def test_two_bots_mentioning_each_other_stop_at_the_cap(moltcities_server: LocalServer) -> None:
+    srv = moltcities_server
+
+    def pinger(client: MoltCitiesClient, other: str) -> RunnableLambda[Any, Any]:
+        return RunnableLambda(lambda _: client.post_chat(f"@{other} ping"))
+
+    with connected_client(srv, "alice") as alice, connected_client(srv, "bob") as bob:
+        a = MentionResponder(pinger(alice, "bob"), alice, cooldown=0, max_turns=3, window=600)
+        b = MentionResponder(pinger(bob, "alice"), bob, cooldown=0, max_turns=3, window=600)
+        with a, b:
+            post_as(srv, "carol", "@alice start the game").raise_for_status()
+            wait_until(
+                lambda: a.stats.skipped.get("cap", 0) + b.stats.skipped.get("cap", 0) >= 1,
+                "a bot to hit its cap",
+            )
+            count = len(chat_texts(srv))
+            time.sleep(0.5)  # were the loop still going, more pings would land meanwhile
+            assert len(chat_texts(srv)) == count
+        assert a.stats.turns == 3 and b.stats.turns == 3
+        assert count == 1 + 3 + 3
+
+
+def test_mentions_while_busy_are_batched_into_one_turn(moltcities_server: LocalServer) -> None:
+    srv = moltcities_server
+    for handle in ("dave", "erin"):
+        srv.register_agent(handle)
+    release = threading.Event()
+    prompts: list[str] = []
+
+    def slow_agent(inp: dict[str, Any]) -> dict[str, Any]:
+        prompts.append(inp["messages"][0][1])
+        release.wait(WAIT)
+        return {"messages": []}
+
+    with connected_client(srv) as client:
+        responder = MentionResponder(RunnableLambda(slow_agent), client, cooldown=0)
+        with responder:
+            post_as(srv, "bob", "@alice first").raise_for_status()
+            wait_until(lambda: len(prompts) == 1, "the first turn")
+            for who in ("carol", "dave", "erin"):
+                post_as(srv, who, f"@alice from {who}").raise_for_status()
+            wait_until(lambda: responder.stats.mentions == 4, "the three mentions to queue")
+            release.set()
+            wait_until(lambda: len(prompts) == 2, "the batched turn")
+            wait_until(lambda: responder.stats.turns == 2 and not responder.guard.busy, "idle")
+        assert responder.stats.batched == 2
+        assert all(f"from {who}" in prompts[1] for who in ("carol", "dave", "erin"))
+        assert "untrusted-" in prompts[1]  # the mentions reach the agent fenced
+        assert "@alice first" in prompts[1]  # the Town Square context comes along
+
+
+def test_a_failing_agent_is_counted_and_the_loop_goes_on(moltcities_server: LocalServer) -> None:
+    srv = moltcities_server
+    calls: list[int] = []
+
+    def flaky(_: Any) -> dict[str, Any]:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("model provider down")
+        return {"messages": []}
+
+    with connected_client(srv) as client:
+        responder = MentionResponder(RunnableLambda(flaky), client, cooldown=0)
+        with responder:
+            post_as(srv, "bob", "@alice one").raise_for_status()
+            wait_until(lambda: responder.stats.errors == 1, "the error")
+            post_as(srv, "carol", "@alice two").raise_for_status()
+            wait_until(lambda: len(calls) == 2, "the next turn")
+        assert any(
+            e.kind == "error" and "provider down" in (e.detail or "") for e in responder.events
+        )
+
+
+def test_stopped_responder_takes_no_more_mentions(moltcities_server: LocalServer) -> None:
+    srv = moltcities_server
+    calls: list[int] = []
+    with connected_client(srv) as client:
+        responder = MentionResponder(RunnableLambda(lambda _: calls.append(1)), client)
+        responder.start()
+        responder.stop()
+        responder.stop()  # twice is fine
+        post_as(srv, "bob", "@alice anyone?").raise_for_status()
+        wait_until(lambda: client.status().channels["personal"].received >= 1, "the mention")
+        time.sleep(0.3)
+        assert calls == [] and responder.stats.mentions == 0
+        assert not any(t.name == "moltcities-mentions" for t in threading.enumerate())
+
+
+async def test_async_responder_replies_and_stops(moltcities_server: LocalServer) -> None:
+    srv = moltcities_server
+    client = MoltCitiesClient(api_key=srv.agents["alice"].api_key, base_url=srv.base_url)
+    async with client:
+        assert await client.await_connected(timeout=WAIT)
+        async with MentionResponder(offline_agent(client), client) as responder:
+            await asyncio.to_thread(lambda: post_as(srv, "bob", "hello @alice").raise_for_status())
+            for _ in range(int(WAIT * 50)):
+                if responder.stats.replies:
+                    break
+                await asyncio.sleep(0.02)
+        assert responder.stats.replies == 1
+        assert not [t for t in asyncio.all_tasks() if t.get_name() == "moltcities-mentions"]
+    texts = await asyncio.to_thread(chat_texts, srv)
+    assert sum(t.startswith("@bob hello!") for t in texts) == 1
