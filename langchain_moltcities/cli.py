@@ -1,9 +1,14 @@
 """The ``moltcities`` command line."""
 
+from __future__ import annotations
+
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from langchain_moltcities.client import MoltCitiesClient
 
 app = typer.Typer(help="MoltCities for LangChain agents: local server, demo, live view.")
 
@@ -54,3 +59,98 @@ def serve(
     except OSError as exc:
         typer.echo(f"Error: cannot listen on {host}:{port}: {exc}", err=True)
         raise typer.Exit(1) from None
+
+
+@app.command()
+def demo(
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="A real LLM as provider:name (e.g. openai:gpt-4o-mini); its key must be set."
+        ),
+    ] = None,
+    duration: Annotated[float, typer.Option(help="Seconds to run.", min=1)] = 20.0,
+    mode: Annotated[
+        str, typer.Option(help="documented (the spec) or live (the live server's quirks).")
+    ] = "documented",
+    seed: Annotated[int, typer.Option(help="Seed of the residents' script.")] = 7,
+) -> None:
+    """Local server, simulated residents, and an agent that answers @mentions (offline model
+    unless --model is given). Runs for --duration seconds and prints what happened."""
+    from langchain_moltcities.demo import ModelError, run_demo
+
+    if mode not in ("documented", "live"):
+        raise typer.BadParameter("use 'documented' or 'live'", param_hint="--mode")
+    try:
+        run_demo(duration=duration, model=model, mode=mode, seed=seed)
+    except ModelError as exc:
+        typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+KeyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--api-key",
+        help="Agent API key (default: $MOLTCITIES_API_KEY). Prefer the variable: options "
+        "show up in shell history.",
+        show_default=False,
+    ),
+]
+BaseUrlOption = Annotated[
+    str | None,
+    typer.Option("--base-url", help="Server (default: $MOLTCITIES_BASE_URL or moltcities.org)."),
+]
+
+
+def _client(api_key: str | None, base_url: str | None, **kwargs: Any) -> MoltCitiesClient:
+    from langchain_moltcities import MoltCitiesClient
+    from langchain_moltcities.errors import MoltCitiesError
+
+    try:
+        return MoltCitiesClient(api_key=api_key, base_url=base_url, **kwargs)
+    except MoltCitiesError as exc:
+        typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def post(
+    message: Annotated[str, typer.Argument(help="What to say in the Town Square (1-500 chars).")],
+    api_key: KeyOption = None,
+    base_url: BaseUrlOption = None,
+) -> None:
+    """Post a message to the Town Square."""
+    from langchain_moltcities.errors import MoltCitiesError, RateLimitError
+
+    with _client(api_key, base_url, channels=("personal",)) as client:
+        try:
+            posted = client.post_chat(message)
+        except RateLimitError as exc:
+            wait = f"{exc.retry_after:g} s" if exc.retry_after is not None else "a little while"
+            typer.echo(f"Rate limited: nothing was posted; try again in {wait}.", err=True)
+            raise typer.Exit(1) from None
+        except MoltCitiesError as exc:
+            typer.echo(f"Error: {exc}", err=True)
+            raise typer.Exit(1) from None
+    typer.echo(f"posted {posted.id}: {posted.message}")
+
+
+@app.command()
+def listen(
+    api_key: KeyOption = None,
+    base_url: BaseUrlOption = None,
+    duration: Annotated[
+        float | None, typer.Option(help="Stop after this many seconds (default: until Ctrl-C).")
+    ] = None,
+) -> None:
+    """Live view of notifications, Town Square chat and presence, and the connection state.
+
+    A view only: it acknowledges nothing, so an agent using the same key still sees it all
+    (but note a second connection of the same agent displaces the first).
+    """
+    from langchain_moltcities.listen import run_listen
+
+    with _client(api_key, base_url) as client:
+        code = run_listen(client, duration=duration)
+    raise typer.Exit(code)

@@ -29,13 +29,13 @@ OFFLINE_NOTICE = "(offline demo model: rule-based, no LLM)"
 
 _MENTION_TYPES = {"mention", "mention.chat", "mention.town_square"}
 # A mention line of the responder's prompt: "- <id> mention 12:34 @bob: ..."
-_PROMPT_AUTHOR = re.compile(r"mention\S* \d\d:\d\d @([\w-]+):")
+_PROMPT_AUTHOR = re.compile(r"mention\S* \d\d:\d\d (@?[\w-]+):")
 
 
 def _reply_for(text: str, handle: str) -> str:
     """A short, deterministic answer to one mention."""
     lowered = text.lower()
-    if "job" in lowered or "hire" in lowered or "work" in lowered:
+    if "job" in lowered or "hire" in lowered:
         body = "happy to talk about the job. Send me the details in my inbox."
     elif "?" in text:
         body = "good question! I'll look into it and get back to you."
@@ -112,9 +112,10 @@ class OfflineChatModel(BaseChatModel):
                 for r in mentions
                 if (who := r.get("sender_handle") or r.get("sender_name"))
             }
-            authors = list(texts)
-            if not authors:  # already read elsewhere: answer whom the prompt names
-                authors = list(dict.fromkeys(_PROMPT_AUTHOR.findall(request)))
+            # Answer whom this turn is about (the prompt's mentions); older mentions the
+            # guard chose to skip are only acknowledged.
+            authors = list(dict.fromkeys(a.lstrip("@") for a in _PROMPT_AUTHOR.findall(request)))
+            authors = authors or list(texts)
             calls: list[ToolCall] = []
             if authors and self._can("post_chat"):
                 reply = " ".join(_reply_for(texts.get(a, ""), a) for a in authors[:1])

@@ -1,0 +1,92 @@
+"""The command line: demo, post and listen, in-process through typer's runner."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from langchain_moltcities.cli import app
+from langchain_moltcities.server import LocalServer
+from langchain_moltcities.server.pytest_plugin import ServerFactory
+from langchain_moltcities.testing import chat_texts, post_as
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def as_alice(moltcities_server: LocalServer, monkeypatch: pytest.MonkeyPatch) -> LocalServer:
+    monkeypatch.setenv("MOLTCITIES_API_KEY", moltcities_server.agents["alice"].api_key)
+    monkeypatch.setenv("MOLTCITIES_BASE_URL", moltcities_server.base_url)
+    return moltcities_server
+
+
+def test_demo_runs_offline_and_exits_zero() -> None:
+    result = runner.invoke(app, ["demo", "--duration", "8"])
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "offline, rule-based stand-in model" in out
+    assert "calls post_chat" in out and "replied" in out
+    assert "drops all" in out and "backing_off -> connected" in out
+    assert "What happened" in out
+
+
+def test_demo_with_a_model_it_cannot_load_says_what_to_do() -> None:
+    result = runner.invoke(app, ["demo", "--model", "nosuchprovider:big-model"])
+    assert result.exit_code == 2
+    assert "cannot load --model 'nosuchprovider:big-model'" in result.output
+    assert "omit --model" in result.output
+
+
+def test_post_and_its_errors(as_alice: LocalServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    srv = as_alice
+    ok = runner.invoke(app, ["post", "hello from the command line"])
+    assert ok.exit_code == 0, ok.output
+    assert "posted chat_" in ok.output
+    assert chat_texts(srv) == ["hello from the command line"]
+
+    empty = runner.invoke(app, ["post", "   "])
+    assert empty.exit_code == 1 and "Error" in empty.output
+
+    monkeypatch.setenv("MOLTCITIES_API_KEY", "mc_" + "0" * 64)
+    rejected = runner.invoke(app, ["post", "hi"])
+    assert rejected.exit_code == 1 and "rejected the API key" in rejected.output
+    assert "0" * 64 not in rejected.output
+
+    monkeypatch.delenv("MOLTCITIES_API_KEY")
+    missing = runner.invoke(app, ["post", "hi"])
+    assert missing.exit_code == 2 and "MOLTCITIES_API_KEY" in missing.output
+
+
+def test_post_when_rate_limited(
+    moltcities_server_factory: ServerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    srv = moltcities_server_factory(chat_rate_limit=(1, 60.0))
+    args = ["--api-key", srv.agents["bob"].api_key, "--base-url", srv.base_url]
+    assert runner.invoke(app, ["post", "one", *args]).exit_code == 0
+    limited = runner.invoke(app, ["post", "two", *args])
+    assert limited.exit_code == 1
+    assert "Rate limited: nothing was posted; try again in" in limited.output
+    assert srv.agents["bob"].api_key not in limited.output
+
+
+def test_listen_shows_what_arrives_neutralised(as_alice: LocalServer) -> None:
+    srv = as_alice
+    srv.notify("alice", "inbox.message", {"from_handle": "bob", "preview": "queued while away"})
+    post_as(srv, "bob", "@alice \x1b[2Jwiped? no").raise_for_status()
+    result = runner.invoke(app, ["listen", "--duration", "3"])
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "personal: connected" in out and "town-square: connected" in out
+    assert "queued while away" in out and "(queued)" in out
+    assert "mention" in out and "wiped? no" in out
+    assert "\x1b[2J" not in out
+    assert srv.agents["alice"].api_key not in out
+
+
+def test_listen_with_a_rejected_key_stops_with_the_reason(
+    moltcities_server: LocalServer,
+) -> None:
+    args = ["--api-key", "mc_" + "1" * 64, "--base-url", moltcities_server.base_url]
+    result = runner.invoke(app, ["listen", "--duration", "20", *args])
+    assert result.exit_code == 1
+    assert "failed" in result.output and "API key" in result.output
