@@ -86,6 +86,7 @@ class ChannelStatus(BaseModel):
     retry_attempt: int = 0
     pings_sent: int = 0
     pongs_received: int = 0
+    offline_queue_full: int = 0
 
 
 class ClientStatus(BaseModel):
@@ -200,6 +201,9 @@ class MoltCitiesClient:
         )
         self._listeners: list[MentionCallback] = [on_mention] if on_mention else []
         self._dispatched = RecentIds(self.settings.dedupe_memory)
+        # Ids the consumer acked: an ack can die with its link (or its REST call), and the
+        # server then re-sends the notification on every reconnect; seeing it again re-acks it.
+        self._acked = RecentIds(self.settings.dedupe_memory)
         self._agent_id: str | None = None
         self._handle: str | None = None
         self._lock = threading.Lock()
@@ -400,6 +404,7 @@ class MoltCitiesClient:
                 retry_attempt=info.retry_attempt if info else 0,
                 pings_sent=info.pings_sent if info else 0,
                 pongs_received=info.pongs_received if info else 0,
+                offline_queue_full=info.offline_queue_full if info else 0,
             )
         return ClientStatus(
             started=self._thread is not None,
@@ -474,9 +479,13 @@ class MoltCitiesClient:
     def _on_frame(self, channel: str, frame: ServerFrame) -> None:
         """Sink of every channel (runs on the client loop)."""
         if isinstance(frame, NotificationFrame):
-            fresh = self._notifications.offer(frame, item_id=frame.id, kind=frame.event_type)
+            fresh = self._notifications.offer(
+                frame, item_id=frame.id, kind=frame.event_type, aliases=_rest_aliases(frame)
+            )
             if fresh and frame.is_mention:
                 self._dispatch_mention(frame)
+            elif not fresh and frame.queued and frame.id in self._acked:
+                self._track(asyncio.ensure_future(self._reack(frame.id)))
         elif isinstance(frame, ChatFrame):
             self._town.offer(frame, item_id=frame.id, kind="chat")
         elif isinstance(frame, PresenceFrame):
@@ -581,7 +590,15 @@ class MoltCitiesClient:
 
     # ------------------------------------------------------------------ commands (async core)
 
+    async def _reack(self, notification_id: str) -> None:
+        try:
+            await self._aack([notification_id])
+        except MoltCitiesError as exc:
+            _log.info("re-sending an ack failed (it is retried on the next redelivery): %s", exc)
+
     async def _aack(self, ids: list[str]) -> None:
+        for nid in ids:
+            self._acked.add(nid)
         personal = self._channels.get("personal")
         if personal is None:
             for nid in ids:
@@ -670,6 +687,27 @@ class MoltCitiesClient:
 
     async def ame(self) -> MeResponse:
         return await self._arun(self._ame())
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _rest_aliases(frame: NotificationFrame) -> list[str]:
+    """The REST id the live server lists this notification under, when the payload tells.
+
+    Live REST ids are the payload's own id with a prefix (``msg_<message_id>``,
+    ``gb_<entry_id>``), so an item fetched by a fallback poll and the same one arriving over
+    the socket are recognised as one.
+    """
+    data = frame.data
+    for event, key, prefix in (
+        ("inbox.message", "message_id", "msg_"),
+        ("guestbook.entry", "entry_id", "gb_"),
+    ):
+        own = data.get(key)
+        if frame.event_type == event and isinstance(own, str) and own:
+            return [own if own.startswith(prefix) else prefix + own]
+    return []
 
 
 # ---------------------------------------------------------------------- argument checks

@@ -39,6 +39,7 @@ from langchain_moltcities.protocol import (
     ConnectedFrame,
     ErrorFrame,
     InvalidFrame,
+    NotificationFrame,
     PingFrame,
     PongFrame,
     PresenceFrame,
@@ -64,6 +65,12 @@ FrameSink = Callable[[str, ServerFrame], None]
 _log = logging.getLogger("langchain_moltcities.connection")
 _MESSAGE_TOO_BIG = 1009
 _MAX_BACKFILL_PAGES = 20
+# The live server keeps at most this many notifications for an offline agent (oldest dropped).
+LIVE_OFFLINE_QUEUE_LIMIT = 100
+# Live REST items whose ids can't be tied to the socket frame of the same event (the socket
+# payload carries no attempt or change id). While the socket is only down for a while, a
+# fallback poll leaves them to the socket's back-log instead of delivering them twice.
+_UNMATCHABLE_REST_TYPES = frozenset({"job_attempt", "job_status"})
 # A channel in one of these states will not reconnect, so queued acks would never leave.
 _STOPPED_STATES = frozenset({"displaced", "failed", "closed"})
 
@@ -90,6 +97,9 @@ class ChannelInfo:
     retry_attempt: int = 0  # consecutive reconnects without a stable connection
     pings_sent: int = 0
     pongs_received: int = 0
+    # Connects whose back-log hit the live server's offline-queue limit: older notifications
+    # raised while we were away may have been dropped by the server.
+    offline_queue_full: int = 0
 
 
 def _now_iso() -> str:
@@ -153,6 +163,7 @@ class Channel:
         self._ping_outstanding_since: float | None = None
         self._dead_reason: str | None = None
         self._logged_unknown: set[str] = set()
+        self._backlog: int | None = None  # queued frames since connect (None: back-log over)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -198,8 +209,16 @@ class Channel:
         if self._transport == "poll" or (
             self._ws is None and (self.info.polling or self.info.state in _STOPPED_STATES)
         ):
-            for nid in ids:
-                await self._rest.mark_read(nid)
+            for i, nid in enumerate(ids):
+                try:
+                    await self._rest.mark_read(nid)
+                except MoltCitiesError:
+                    if self._transport == "poll" or self.info.state in _STOPPED_STATES:
+                        raise
+                    # Polling while the socket is down: the socket takes the rest later.
+                    for later in ids[i:]:
+                        self._pending_acks[later] = None
+                    return
             return
         ws = self._ws
         for nid in ids:
@@ -365,6 +384,7 @@ class Channel:
         self._last_data = time.monotonic()
         self._ping_outstanding_since = None
         self._dead_reason = None
+        self._backlog = 0
         heartbeat = asyncio.create_task(self._heartbeat(ws), name=f"moltcities-{self.name}-ping")
         helpers = [heartbeat]
         if backfill_retry_in is not None:
@@ -484,10 +504,30 @@ class Channel:
         else:
             if isinstance(frame, PresenceFrame) and frame.online_count is not None:
                 self.info.online_count = frame.online_count
+            if isinstance(frame, NotificationFrame):
+                self._count_backlog(frame)
             if isinstance(frame, ChatFrame) and not self.info.backfill_pending:
                 # While a gap is still being back-filled the cursor must stay at its start.
                 self._advance_chat_cursor(frame)
             self._deliver(frame)
+
+    def _count_backlog(self, frame: NotificationFrame) -> None:
+        if self._backlog is None:
+            return
+        if not frame.queued:
+            self._backlog = None
+            return
+        self._backlog += 1
+        # Live-dialect frames carry agent_id; a documented server keeps everything until acked.
+        if self._backlog == LIVE_OFFLINE_QUEUE_LIMIT and frame.agent_id is not None:
+            self.info.offline_queue_full += 1
+            _log.warning(
+                "%s channel: the server's offline queue was full (%d notifications); older ones "
+                "raised while disconnected may have been dropped by the server (check "
+                "list_notifications() for messages, guestbook entries and jobs)",
+                self.name,
+                LIVE_OFFLINE_QUEUE_LIMIT,
+            )
 
     def _deliver(self, frame: ServerFrame) -> None:
         try:
@@ -572,6 +612,8 @@ class Channel:
             if self.name == "personal":
                 page = await self._rest.list_notifications(unread=True, limit=100)
                 for item in page.notifications:
+                    if self._transport == "websocket" and item.type in _UNMATCHABLE_REST_TYPES:
+                        continue
                     self._deliver(item.to_notification())
                 self._rest_backoff.reset()
             else:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict, deque
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -69,7 +69,7 @@ class RecentIds:
 @dataclass
 class _Entry(Generic[T]):
     item: T
-    item_id: str | None
+    keys: tuple[str, ...]
     kind: str
 
 
@@ -97,20 +97,28 @@ class DeliveryBuffer(Generic[T]):
         self._overflow = 0
         self._dropped_since_read = 0
 
-    def offer(self, item: T, *, item_id: str | None, kind: str) -> bool:
-        """Add ``item``; False if it was a duplicate and dropped. Items without id are kept."""
+    def offer(
+        self, item: T, *, item_id: str | None, kind: str, aliases: Sequence[str] = ()
+    ) -> bool:
+        """Add ``item``; False if it was a duplicate and dropped. Items without id are kept.
+
+        ``aliases`` are other ids the same item is known by (e.g. its REST id): a later item
+        with any of them is a duplicate too.
+        """
         with self._lock:
-            if item_id is not None:
-                if item_id in self._seen:
+            keys = ([item_id] if item_id is not None else []) + [a for a in aliases if a]
+            if keys:
+                if any(k in self._seen for k in keys):
                     self._duplicates += 1
                     return False
-                self._seen.add(item_id)
+                for k in keys:
+                    self._seen.add(k)
             self._received += 1
-            self._unread.append(_Entry(item, item_id, kind))
+            self._unread.append(_Entry(item, tuple(keys), kind))
             while len(self._unread) > self.capacity:
                 lost = self._unread.popleft()
-                if lost.item_id is not None:
-                    self._seen.forget(lost.item_id)
+                for k in lost.keys:
+                    self._seen.forget(k)
                 self._overflow += 1
                 self._dropped_since_read += 1
                 if self._dropped_since_read == 1:

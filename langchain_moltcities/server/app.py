@@ -234,6 +234,7 @@ def build_app(hub: Hub) -> Starlette:
         if state.mode == "live" and websocket.url.path == "/ws":
             await websocket.send_denial_response(HTMLResponse(_HOME_PAGE))
             return
+        state.ws_handshakes += 1
         if hub.refuse_status is not None:
             await websocket.send_denial_response(
                 JSONResponse(

@@ -112,6 +112,9 @@ class LocalServer:
         self._socket: socket.socket | None = None
         self._idle_task: asyncio.Task[None] | None = None
         self._refuse_status: int | None = None
+        # Held by start/stop and by calls into the loop, so a call never lands on a loop
+        # that is being shut down (it would wait forever for an answer).
+        self._lifecycle = threading.RLock()
 
     # ------------------------------------------------------------------ addresses
 
@@ -154,6 +157,10 @@ class LocalServer:
 
     def start(self) -> None:
         """Listen (on the same public port as before, if started before)."""
+        with self._lifecycle:
+            self._start()
+
+    def _start(self) -> None:
         if self._loop is not None:
             return
         _install_redaction()
@@ -201,6 +208,10 @@ class LocalServer:
 
     def stop(self) -> None:
         """Stop listening; every connection drops. State is kept."""
+        with self._lifecycle:
+            self._stop()
+
+    def _stop(self) -> None:
         if self._loop is None:
             return
         with contextlib.suppress(Exception):
@@ -231,21 +242,25 @@ class LocalServer:
 
     def restart(self) -> None:
         """Drop everything and listen again on the same port, keeping state."""
-        self.stop()
-        self.start()
+        with self._lifecycle:
+            self._stop()
+            self._start()
 
     # ------------------------------------------------------------------ running in the loop
 
     def _call(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` on the server's loop (state is single-threaded), or here if stopped."""
-        loop = self._loop
-        if loop is None or threading.current_thread() is self._thread:
+        if threading.current_thread() is self._thread:
             return fn()
 
         async def run() -> T:
             return fn()
 
-        return asyncio.run_coroutine_threadsafe(run(), loop).result(timeout=20)
+        with self._lifecycle:
+            loop = self._loop
+            if loop is None:
+                return fn()
+            return asyncio.run_coroutine_threadsafe(run(), loop).result(timeout=20)
 
     def _apply(self, effects: Any) -> None:
         if self._hub is not None:

@@ -100,6 +100,10 @@ class Notification:
     rest_created_at: str
     acked: bool = False  # documented: acked over WS or marked read over REST
     read: bool = False
+    # Delivery journal, so a test can explain every loss: the connections this was written
+    # to, and whether the live offline queue dropped it for overflow.
+    sent_to: list[str] = field(default_factory=list)
+    queue_dropped: bool = False
 
 
 @dataclass
@@ -175,6 +179,10 @@ class ServerState:
         self.chat: list[ChatMessage] = []
         self.jobs: dict[str, Job] = {}
         self._chat_times: dict[str, deque[float]] = {}
+        # How each WebSocket session ended: "closed:<code>" (server close, frames before it
+        # arrive) or "gone" (the link went away under it). Plus handshakes tried, refused or not.
+        self.session_ends: dict[str, str] = {}
+        self.ws_handshakes = 0
 
     # ------------------------------------------------------------------ time and agents
 
@@ -310,18 +318,23 @@ class ServerState:
             queue = self.live_queues[agent.id]
             pending = list(queue)
             queue.clear()  # at-most-once: deleted before any ack
+        for n in pending:
+            n.sent_to.append(conn_id)
         effects += [Send(conn_id, self._frame(n, queued=True)) for n in pending]
         return conn_id, effects
 
     def close_session(self, conn_id: str) -> list[Effect]:
         """The connection went away (client close or transport lost)."""
         session = self.sessions.pop(conn_id, None)
+        if session is not None:
+            self.session_ends[conn_id] = "gone"
         if session is None or session.channel != TOWN_SQUARE:
             return []
         return self._presence("left", session.agent)
 
     def _server_close(self, session: Session, code: int, reason: str) -> list[Effect]:
         del self.sessions[session.conn_id]
+        self.session_ends[session.conn_id] = f"closed:{code}"
         effects: list[Effect] = [Close(session.conn_id, code, reason)]
         if session.channel == TOWN_SQUARE:
             effects += self._presence("timeout" if code == 4000 else "left", session.agent)
@@ -345,6 +358,8 @@ class ServerState:
 
     def forget_sessions(self) -> None:
         """The server stopped: every connection is gone, and nobody is left to tell."""
+        for conn_id in self.sessions:
+            self.session_ends[conn_id] = "gone"
         self.sessions.clear()
 
     # ------------------------------------------------------------------ inbound frames
@@ -429,11 +444,16 @@ class ServerState:
         session = self._find_session(recipient, PERSONAL)
         if self.mode == "documented":
             if session is not None and event.event_type in session.subscriptions:
+                n.sent_to.append(session.conn_id)
                 return [Send(session.conn_id, self._frame(n, queued=False))]
             return []
         if session is not None:
+            n.sent_to.append(session.conn_id)
             return [Send(session.conn_id, self._frame(n, queued=False))]
-        self.live_queues[recipient.id].append(n)  # deque(maxlen) drops the oldest
+        queue = self.live_queues[recipient.id]
+        if queue.maxlen is not None and len(queue) == queue.maxlen:
+            queue[0].queue_dropped = True
+        queue.append(n)  # deque(maxlen) drops the oldest
         return []
 
     def notify(self, handle: str, event_type: str, data: dict[str, Any]) -> list[Effect]:
@@ -445,7 +465,9 @@ class ServerState:
         if self.mode == "documented":
             event = Event(event_type, dict(data), rest_type or event_type, None)
         else:
-            rest_id = prefix + _rand(16) if rest_type else None
+            # The live REST id is the WS payload's own id with a prefix, as on the live server.
+            own = data.get("message_id") or data.get("entry_id")
+            rest_id = (prefix + (str(own) if own else _rand(16))) if rest_type else None
             event = Event(event_type, dict(data), rest_type, rest_id)
         return self.raise_event(agent, event)
 

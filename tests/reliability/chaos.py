@@ -1,0 +1,490 @@
+"""Seeded chaos against the local server, with books kept on both sides.
+
+A producer raises notifications (the five documented types plus unknown ones) and another
+posts Town Square chat at a steady rate, while a schedule drops TCP connections, restarts the
+server, freezes it (half-open), closes with 4000 and refuses handshakes with 503. A consumer
+reads and acks continuously. At the end the server's own records (what it raised, where it
+wrote each notification, how each session ended) are checked against what the consumer got.
+
+``tests/reliability/test_chaos.py`` runs a short version; ``make soak`` runs
+``python -m tests.reliability.chaos`` with ``SOAK_SECONDS`` and ``CHAOS_SEED`` from the
+environment and writes the figures to ``tests/reliability/SOAK.md``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+import psutil
+
+from langchain_moltcities import ClientSettings, MoltCitiesClient
+from langchain_moltcities.protocol import DOCUMENTED_EVENT_TYPES, ChatFrame
+from langchain_moltcities.server import LocalServer
+
+Mode = Literal["documented", "live"]
+FaultKind = Literal["drop", "restart", "freeze", "close4000", "refuse503"]
+FAULT_KINDS: tuple[FaultKind, ...] = ("drop", "restart", "freeze", "close4000", "refuse503")
+UNKNOWN_EVENT_TYPES = ("x.future.event", "badge.awarded")
+CHANNELS = ("personal", "town-square")
+
+# Tiny intervals so every fault is noticed and healed within a fraction of a second; the
+# pong timeout stays generous so a busy box never mistakes a healthy link for a dead one.
+SETTINGS = ClientSettings(
+    ping_interval=0.25,
+    pong_timeout=1.5,
+    backoff_base=0.05,
+    backoff_cap=0.5,
+    backoff_jitter=0.5,
+    stable_after=0.5,
+    poll_interval=0.2,
+    close_timeout=0.2,
+    connect_timeout=3.0,
+    request_timeout=3.0,
+)
+
+
+@dataclass(frozen=True)
+class Fault:
+    at: float  # seconds after the start of the run
+    kind: FaultKind
+    hold: float  # how long a freeze or a refusal lasts
+
+
+def make_schedule(seed: int, duration: float) -> list[Fault]:
+    """Faults one after another, every kind at least once (if the run is long enough)."""
+    rng = random.Random(seed)
+    kinds = list(FAULT_KINDS)
+    rng.shuffle(kinds)
+    faults: list[Fault] = []
+    t = rng.uniform(0.5, 1.0)
+    tail = 1.0  # the last fault ends before the producers stop
+    while True:
+        kind = kinds.pop(0) if kinds else rng.choice(FAULT_KINDS)
+        hold = 0.0
+        if kind == "freeze":
+            # Longer than the pong timeout, so the client has to notice the silence itself.
+            hold = rng.uniform(2.0, 3.0)
+        elif kind == "refuse503":
+            # Long enough for more than 100 notifications to pile up (live offline queue).
+            hold = rng.uniform(0.8, 1.6)
+        if t + hold > duration - tail:
+            break
+        faults.append(Fault(round(t, 3), kind, round(hold, 3)))
+        t += hold + rng.uniform(0.6, 1.4)
+    return faults
+
+
+def max_attempts(window: float, s: ClientSettings) -> int:
+    """Most connect attempts the backoff policy allows in ``window`` seconds (fresh start)."""
+    attempts, spent, i = 1, 0.0, 0
+    while True:
+        delay = (1 - s.backoff_jitter) * min(s.backoff_cap, s.backoff_base * 2.0**i)
+        if spent + delay > window:
+            return attempts
+        spent += delay
+        attempts += 1
+        i += 1
+
+
+@dataclass
+class FaultRecord:
+    fault: Fault
+    started: float = 0.0
+    ended: float = 0.0
+
+
+@dataclass
+class ChaosReport:
+    mode: Mode
+    seed: int
+    duration: float
+    schedule: list[Fault]
+    faults: list[FaultRecord] = field(default_factory=list)
+    notifications_raised: int = 0
+    notifications_delivered: int = 0
+    notification_duplicates: int = 0  # reached the consumer more than once
+    notifications_lost: int = 0
+    losses_unexplained: list[str] = field(default_factory=list)
+    losses_by_cause: Counter[str] = field(default_factory=Counter)
+    unacked_at_end: int = 0
+    foreign_items: list[str] = field(default_factory=list)  # ids the server never raised
+    chat_posted: int = 0
+    chat_delivered: int = 0
+    chat_duplicates: int = 0
+    chat_lost: list[str] = field(default_factory=list)
+    handshakes: int = 0
+    handshake_bound: int = 0
+    connects: dict[str, int] = field(default_factory=dict)
+    connect_bound: int = 0
+    max_retry_attempt: int = 0
+    max_pending: int = 0
+    max_pending_acks: int = 0
+    rss_growth_mb: float = 0.0
+    client_duplicates_dropped: int = 0
+    client_offline_queue_full: int = 0
+    client_invalid_frames: int = 0
+    settled: bool = False
+
+    def problems(self) -> list[str]:
+        """Every way the books don't balance (empty: all good)."""
+        out: list[str] = []
+        if not self.settled:
+            out.append("the consumer never caught up with the server after the faults")
+        if self.notification_duplicates:
+            out.append(f"{self.notification_duplicates} notifications reached the consumer twice")
+        if self.chat_duplicates:
+            out.append(f"{self.chat_duplicates} chat messages reached the consumer twice")
+        if self.foreign_items:
+            out.append(f"items the server never raised: {self.foreign_items[:5]}")
+        if self.chat_lost:
+            out.append(f"{len(self.chat_lost)} chat messages lost, e.g. {self.chat_lost[:3]}")
+        if self.mode == "documented":
+            if self.notifications_lost:
+                out.append(f"{self.notifications_lost} notifications lost (documented mode)")
+            if self.unacked_at_end:
+                out.append(f"{self.unacked_at_end} notifications still unacked on the server")
+        else:
+            if self.losses_unexplained:
+                out.append(
+                    f"{len(self.losses_unexplained)} losses the live semantics don't explain, "
+                    f"e.g. {self.losses_unexplained[:3]}"
+                )
+            if self.losses_by_cause["offline queue over 100"] and not (
+                self.client_offline_queue_full
+            ):
+                out.append("the server dropped from its offline queue but the client never said")
+        if self.handshakes > self.handshake_bound:
+            out.append(f"{self.handshakes} handshakes, more than the bound {self.handshake_bound}")
+        for name, n in self.connects.items():
+            if n > self.connect_bound:
+                out.append(f"{name}: {n} connects, more than the bound {self.connect_bound}")
+        if self.client_invalid_frames:
+            out.append(f"{self.client_invalid_frames} frames from our own server were invalid")
+        return out
+
+    def summary(self) -> str:
+        kinds = Counter(r.fault.kind for r in self.faults)
+        return "\n".join(
+            [
+                f"mode={self.mode} seed={self.seed} duration={self.duration:g}s",
+                f"faults injected: {len(self.faults)} ({dict(sorted(kinds.items()))})",
+                f"notifications: raised {self.notifications_raised}, delivered "
+                f"{self.notifications_delivered}, duplicates {self.notification_duplicates}, "
+                f"lost {self.notifications_lost} {dict(self.losses_by_cause)}, "
+                f"unacked at end {self.unacked_at_end}",
+                f"chat: posted {self.chat_posted}, delivered {self.chat_delivered}, "
+                f"duplicates {self.chat_duplicates}, lost {len(self.chat_lost)}",
+                f"handshakes {self.handshakes} (bound {self.handshake_bound}); connects "
+                f"{self.connects} (bound {self.connect_bound}); max retry attempt "
+                f"{self.max_retry_attempt}",
+                f"client: redeliveries deduplicated {self.client_duplicates_dropped}, "
+                f"offline-queue-full reports {self.client_offline_queue_full}; max unread "
+                f"{self.max_pending}, max queued acks {self.max_pending_acks}, RSS growth "
+                f"{self.rss_growth_mb:.1f} MB",
+            ]
+        )
+
+
+def describe_schedule(seed: int, schedule: list[Fault]) -> str:
+    steps = ", ".join(f"{f.at:g}s {f.kind}" + (f" {f.hold:g}s" if f.hold else "") for f in schedule)
+    return f"chaos seed {seed}: {steps}"
+
+
+class _Stopper:
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def every(self, interval: float, step: Callable[[int], None]) -> None:
+        """Call ``step(i)`` at a steady rate until stopped (catching up after stalls)."""
+        start, i = time.monotonic(), 0
+        while not self.event.is_set():
+            step(i)
+            i += 1
+            delay = start + i * interval - time.monotonic()
+            if delay > 0:
+                self.event.wait(delay)
+
+
+def run_chaos(
+    mode: Mode,
+    seed: int,
+    duration: float,
+    *,
+    notify_rate: float = 150.0,
+    chat_rate: float = 8.0,
+    settle_timeout: float = 30.0,
+    log: Callable[[str], None] = print,
+) -> ChaosReport:
+    """Run one seeded chaos session and return its books (checked by the caller)."""
+    schedule = make_schedule(seed, duration)
+    log(describe_schedule(seed, schedule))
+    report = ChaosReport(mode=mode, seed=seed, duration=duration, schedule=schedule)
+    rng = random.Random(seed + 1)
+    event_types = [*DOCUMENTED_EVENT_TYPES, *UNKNOWN_EVENT_TYPES]
+    proc = psutil.Process()
+
+    with LocalServer(
+        mode=mode,
+        agents=("alice", "bob"),
+        idle_timeout=300.0,
+        idle_check_interval=0.5,
+        chat_rate_limit=(1_000_000, 1.0),
+    ) as srv:
+        alice, bob = srv.agents["alice"], srv.agents["bob"]
+        seen_notes: Counter[str] = Counter()
+        seen_chat: Counter[str] = Counter()
+        stop_producers = _Stopper()
+        stop_consumer = threading.Event()
+        errors: list[str] = []
+
+        def notify(i: int) -> None:
+            kind = event_types[rng.randrange(len(event_types))]
+            data: dict[str, Any] = {"seq": i, "preview": f"notification {i}"}
+            if kind == "inbox.message":
+                data["message_id"] = f"m{seed}x{i}"
+            elif kind == "guestbook.entry":
+                data["entry_id"] = f"e{seed}x{i}"
+            srv.notify("alice", kind, data)
+
+        http = httpx.Client(
+            base_url=srv.base_url,
+            headers={"Authorization": f"Bearer {bob.api_key}"},
+            timeout=2.0,
+        )
+
+        def chat(i: int) -> None:
+            try:
+                http.post("/api/chat", json={"message": f"chat {i} from bob"})
+            except httpx.HTTPError:
+                pass  # server down: the server's chat log, not this loop, is the truth
+
+        client = MoltCitiesClient(
+            api_key=alice.api_key,
+            base_url=srv.base_url,
+            buffer_size=5000,
+            settings=SETTINGS,
+        )
+
+        def consume() -> None:
+            while not stop_consumer.is_set():
+                try:
+                    notes = client.read_notifications().items
+                    for n in notes:
+                        seen_notes[n.id] += 1
+                    if notes:
+                        client.ack([n.id for n in notes])
+                    for item in client.read_town_square(kinds=["chat"]).items:
+                        if isinstance(item, ChatFrame) and item.id:
+                            seen_chat[item.id] += 1
+                    st = client.status()
+                    for ch in st.channels.values():
+                        report.max_pending = max(report.max_pending, ch.pending)
+                        report.max_pending_acks = max(report.max_pending_acks, ch.pending_acks)
+                        report.max_retry_attempt = max(report.max_retry_attempt, ch.retry_attempt)
+                except Exception as exc:  # the books will show it; keep consuming
+                    errors.append(f"{type(exc).__name__}: {exc}")
+                stop_consumer.wait(0.01)
+
+        def apply(record: FaultRecord) -> None:
+            f = record.fault
+            record.started = time.monotonic()
+            if f.kind == "drop":
+                srv.drop_all()
+            elif f.kind == "restart":
+                srv.restart()
+            elif f.kind == "close4000":
+                srv.disconnect_all(4000)
+            elif f.kind == "freeze":
+                srv.freeze()
+                time.sleep(f.hold)
+                srv.thaw()
+            elif f.kind == "refuse503":
+                srv.refuse_handshakes(503)
+                srv.drop_all()
+                time.sleep(f.hold)
+                srv.refuse_handshakes(None)
+            record.ended = time.monotonic()
+
+        client.start()
+        try:
+            if not client.wait_connected(timeout=20):
+                raise AssertionError(f"never connected: {client.status()}")
+            rss_start = proc.memory_info().rss
+            t0 = time.monotonic()
+            threads = [
+                threading.Thread(target=consume, name="chaos-consumer", daemon=True),
+                threading.Thread(
+                    target=stop_producers.every, args=(1 / notify_rate, notify), daemon=True
+                ),
+                threading.Thread(
+                    target=stop_producers.every, args=(1 / chat_rate, chat), daemon=True
+                ),
+            ]
+            for t in threads:
+                t.start()
+            for fault in schedule:
+                delay = t0 + fault.at - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                record = FaultRecord(fault)
+                apply(record)
+                report.faults.append(record)
+            remaining = t0 + duration - time.monotonic()
+            if remaining > 0:
+                time.sleep(remaining)
+            stop_producers.event.set()
+            for t in threads[1:]:
+                t.join(timeout=30)
+            # One last reconnect: in documented mode the server pushes unsubscribed (unknown)
+            # types only as the back-log of a new connection.
+            flush = FaultRecord(Fault(round(time.monotonic() - t0, 3), "drop", 0.0))
+            apply(flush)
+            report.faults.append(flush)
+
+            raised = list(srv._call(lambda: list(srv.state.notifications[alice.id])))
+            by_key: dict[str, int] = {}
+            for index, n in enumerate(raised):
+                by_key[n.id] = index
+                if n.event.rest_id:
+                    by_key[n.event.rest_id] = index
+
+            def caught_up() -> bool:
+                if not client.status().connected:
+                    return False
+                chat_ids = srv._call(lambda: [m.id for m in srv.state.chat])
+                if any(cid not in seen_chat for cid in chat_ids):
+                    return False
+                if mode == "documented":
+                    unacked = srv._call(
+                        lambda: sum(1 for n in srv.state.notifications[alice.id] if not n.acked)
+                    )
+                    return unacked == 0 and all(n.id in seen_notes for n in raised)
+                return True
+
+            deadline = time.monotonic() + settle_timeout
+            while not (settled := caught_up()) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if mode == "live":
+                # Nothing more can arrive; give in-flight frames a moment to land anyway.
+                time.sleep(0.5)
+            report.settled = settled
+            report.rss_growth_mb = (proc.memory_info().rss - rss_start) / 2**20
+        finally:
+            stop_producers.event.set()
+            stop_consumer.set()
+            client.close()
+            http.close()
+
+        status = client.status()
+        personal = status.channels["personal"]
+        report.client_duplicates_dropped = personal.duplicates_dropped
+        report.client_offline_queue_full = personal.offline_queue_full
+        report.client_invalid_frames = sum(c.invalid_frames for c in status.channels.values())
+        report.connects = {name: c.connect_count for name, c in status.channels.items()}
+        if errors:
+            log(f"consumer errors ({len(errors)}): {errors[:3]}")
+
+        _balance(report, srv, alice.id, seen_notes, seen_chat, by_key, raised)
+    return report
+
+
+def _balance(
+    report: ChaosReport,
+    srv: LocalServer,
+    agent_id: str,
+    seen_notes: Counter[str],
+    seen_chat: Counter[str],
+    by_key: dict[str, int],
+    raised: list[Any],
+) -> None:
+    state = srv.state
+    report.notifications_raised = len(raised)
+    report.unacked_at_end = sum(1 for n in state.notifications[agent_id] if not n.acked)
+    per_notification: Counter[int] = Counter()
+    for item_id, times in seen_notes.items():
+        index = by_key.get(item_id)
+        if index is None:
+            report.foreign_items.append(item_id)
+        else:
+            per_notification[index] += times
+    report.notifications_delivered = len(per_notification)
+    report.notification_duplicates = sum(1 for t in per_notification.values() if t > 1)
+    for index, n in enumerate(raised):
+        if index in per_notification:
+            continue
+        report.notifications_lost += 1
+        ends = [state.session_ends.get(conn) for conn in n.sent_to]
+        if n.queue_dropped:
+            report.losses_by_cause["offline queue over 100"] += 1
+        elif n.sent_to and all(end == "gone" for end in ends):
+            # At-most-once: written to a link that then died (live pushes are not stored).
+            report.losses_by_cause["written to a link that died"] += 1
+        else:
+            report.losses_by_cause["unexplained"] += 1
+            report.losses_unexplained.append(f"{n.id} ({n.event.event_type}, sent to {ends})")
+
+    chat_ids = [m.id for m in state.chat]
+    report.chat_posted = len(chat_ids)
+    known_chat = set(chat_ids)
+    report.chat_delivered = sum(1 for cid in chat_ids if cid in seen_chat)
+    report.chat_duplicates = sum(1 for t in seen_chat.values() if t > 1)
+    report.chat_lost = [cid for cid in chat_ids if cid not in seen_chat]
+    report.foreign_items += [cid for cid in seen_chat if cid not in known_chat]
+
+    # Storm check: every handshake must fit in what the backoff policy allows around each
+    # fault (a fresh backoff is the worst case: attempts only slow down as they fail).
+    s = SETTINGS
+    # Attempts happen only while a channel is down: during the fault, then one delay more.
+    slack = s.backoff_cap
+    per_channel = 1 + sum(max_attempts(r.ended - r.started + slack, s) + 1 for r in report.faults)
+    report.handshakes = state.ws_handshakes
+    report.handshake_bound = per_channel * len(CHANNELS)
+    report.connect_bound = 2 + 2 * len(report.faults)
+
+
+def main() -> int:
+    seconds = float(os.environ.get("SOAK_SECONDS", "180"))
+    seed = int(os.environ.get("CHAOS_SEED", str(random.SystemRandom().randrange(1_000_000))))
+    modes: list[Mode] = ["documented", "live"]
+    failed = False
+    sections: list[ChaosReport] = []
+    for i, mode in enumerate(modes):
+        report = run_chaos(mode, seed + i, seconds / len(modes), settle_timeout=60.0)
+        print(report.summary(), flush=True)
+        for problem in report.problems():
+            print(f"PROBLEM: {problem}", flush=True)
+            failed = True
+        sections.append(report)
+    out = Path(__file__).with_name("SOAK.md")
+    command = f"SOAK_SECONDS={seconds:g} CHAOS_SEED={seed} make soak"
+    out.write_text(
+        "# Soak run\n\n"
+        f"`{command}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
+        "half the time in each server mode. Replay with the same seed.\n\n"
+        + "\n\n".join(
+            "```\n"
+            + r.summary()
+            + "\n"
+            + describe_schedule(r.seed, r.schedule)
+            + "\n```\nBooks balanced: "
+            + ("yes" if not r.problems() else "NO: " + "; ".join(r.problems()))
+            for r in sections
+        )
+        + "\n"
+    )
+    print(f"figures written to {out}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
