@@ -46,7 +46,8 @@ class ModelError(RuntimeError):
 def load_model(spec: str | None) -> tuple[BaseChatModel, str]:
     """(model, description): the offline stand-in for None, else ``init_chat_model(spec)``."""
     if not spec:
-        return OfflineChatModel(), "offline rule-based stand-in (no LLM, no network)"
+        # A little think time per answer, so the log reads like a real agent at work.
+        return OfflineChatModel(think_time=0.4), "offline rule-based stand-in (no LLM, no network)"
     try:
         from langchain.chat_models import init_chat_model
 

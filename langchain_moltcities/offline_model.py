@@ -11,6 +11,7 @@ notifications, call the matching tool and summarise. Every reply says it is the 
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -28,6 +29,8 @@ __all__ = ["OFFLINE_NOTICE", "OfflineChatModel"]
 OFFLINE_NOTICE = "(offline demo model: rule-based, no LLM)"
 
 _MENTION_TYPES = {"mention", "mention.chat", "mention.town_square"}
+# The headline of a reading tool's output: "3 new notification(s)", "No new ...".
+_HEADLINE = re.compile(r"\d+ new [a-z ()]+|No new [A-Za-z ]+")
 # A mention line of the responder's prompt: "- <id> mention 12:34 @bob: ..."
 _PROMPT_AUTHOR = re.compile(r"mention\S* \d\d:\d\d (@?[\w-]+):")
 
@@ -51,6 +54,8 @@ class OfflineChatModel(BaseChatModel):
 
     tool_names: list[str] = Field(default_factory=list)
     """Names of the bound tools (set by :meth:`bind_tools`)."""
+    think_time: float = Field(0.0, ge=0)
+    """Seconds each answer takes, to behave like a real LLM's latency in demos."""
 
     @property
     def _llm_type(self) -> str:
@@ -75,6 +80,8 @@ class OfflineChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
+        if self.think_time:
+            time.sleep(self.think_time)
         message = self._decide(messages)
         return ChatResult(generations=[ChatGeneration(message=message)])
 
@@ -149,10 +156,13 @@ class OfflineChatModel(BaseChatModel):
             return AIMessage(
                 content="", tool_calls=[self._call(w, {}, i) for i, w in enumerate(wanted)]
             )
-        summary = " ".join(
-            str(results[w].content).split("\n", 1)[0] for w in wanted if w in results
-        )
-        return AIMessage(content=f"{summary or 'Done.'} {OFFLINE_NOTICE}")
+        found = [
+            f"{w}: {m.group(0)}"
+            for w in wanted
+            if w in results and (m := _HEADLINE.search(str(results[w].content)))
+        ]
+        summary = "; ".join(found) + "." if found else "Done."
+        return AIMessage(content=f"{summary} {OFFLINE_NOTICE}")
 
 
 def _notifications(message: ToolMessage | None) -> list[dict[str, Any]]:
