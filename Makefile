@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint typecheck pytest demo serve clean
+.PHONY: install test lint typecheck pytest demo serve clean soak
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -32,6 +32,11 @@ demo: $(STAMP)
 
 serve: $(STAMP)
 	$(BIN)/moltcities serve
+
+# Long chaos run in both server modes; figures go to tests/reliability/SOAK.md.
+SOAK_SECONDS ?= 180
+soak: $(STAMP)
+	SOAK_SECONDS=$(SOAK_SECONDS) CHAOS_SEED=$(CHAOS_SEED) $(BIN)/python -m tests.reliability.chaos
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run

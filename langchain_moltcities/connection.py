@@ -102,6 +102,15 @@ class ChannelInfo:
     offline_queue_full: int = 0
 
 
+_BAD_FRAMES_LOGGED = 5
+
+
+def _clip(text: str, limit: int = 200) -> str:
+    """One readable line of at most ``limit`` characters."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
 def _now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -163,6 +172,7 @@ class Channel:
         self._ping_outstanding_since: float | None = None
         self._dead_reason: str | None = None
         self._logged_unknown: set[str] = set()
+        self._bad_logged = 0
         self._backlog: int | None = None  # queued frames since connect (None: back-log over)
 
     # ------------------------------------------------------------------ lifecycle
@@ -494,13 +504,14 @@ class Channel:
             _log.warning("%s channel: %s", self.name, self.info.last_error)
         elif isinstance(frame, InvalidFrame):
             self.info.invalid_frames += 1
-            _log.warning("%s channel: ignored a malformed frame: %s", self.name, frame.error)
+            self._log_bad(f"ignored a malformed frame: {_clip(frame.error)}")
         elif isinstance(frame, UnknownFrame):
             self.info.unknown_frames += 1
-            kind = frame.type or "<no type>"
-            if kind not in self._logged_unknown and len(self._logged_unknown) < 100:
-                self._logged_unknown.add(kind)
-                _log.info("%s channel: ignoring frames of unknown type %r", self.name, kind)
+            kind = _clip(frame.type or "<no type>", 60)
+            if kind not in self._logged_unknown:
+                if len(self._logged_unknown) < 100:  # bounded: types are the peer's choice
+                    self._logged_unknown.add(kind)
+                self._log_bad(f"ignoring frames of unknown type {kind!r}")
         else:
             if isinstance(frame, PresenceFrame) and frame.online_count is not None:
                 self.info.online_count = frame.online_count
@@ -510,6 +521,20 @@ class Channel:
                 # While a gap is still being back-filled the cursor must stay at its start.
                 self._advance_chat_cursor(frame)
             self._deliver(frame)
+
+    def _log_bad(self, what: str) -> None:
+        """Log the first few bad frames readably, then only count them (no log flood)."""
+        self._bad_logged += 1
+        if self._bad_logged <= _BAD_FRAMES_LOGGED:
+            _log.warning("%s channel: %s", self.name, what)
+            if self._bad_logged == _BAD_FRAMES_LOGGED:
+                _log.warning(
+                    "%s channel: further malformed or unknown frames are only counted "
+                    "(status().channels[...].invalid_frames / unknown_frames) and logged at DEBUG",
+                    self.name,
+                )
+        else:
+            _log.debug("%s channel: %s", self.name, what)
 
     def _count_backlog(self, frame: NotificationFrame) -> None:
         if self._backlog is None:

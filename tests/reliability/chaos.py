@@ -454,7 +454,7 @@ def _balance(
 
 def main() -> int:
     seconds = float(os.environ.get("SOAK_SECONDS", "180"))
-    seed = int(os.environ.get("CHAOS_SEED", str(random.SystemRandom().randrange(1_000_000))))
+    seed = int(os.environ.get("CHAOS_SEED") or random.SystemRandom().randrange(1_000_000))
     modes: list[Mode] = ["documented", "live"]
     failed = False
     sections: list[ChaosReport] = []
