@@ -699,15 +699,21 @@ def _rest_aliases(frame: NotificationFrame) -> list[str]:
     ``gb_<entry_id>``), so an item fetched by a fallback poll and the same one arriving over
     the socket are recognised as one.
     """
-    data = frame.data
-    for event, key, prefix in (
-        ("inbox.message", "message_id", "msg_"),
-        ("guestbook.entry", "entry_id", "gb_"),
-    ):
-        own = data.get(key)
-        if frame.event_type == event and isinstance(own, str) and own:
-            return [own if own.startswith(prefix) else prefix + own]
+    alias = _REST_ALIAS_KEYS.get(frame.event_type)
+    if alias is None:
+        return []
+    key, prefix = alias
+    own = frame.data.get(key)
+    if isinstance(own, str) and own:
+        return [own if own.startswith(prefix) else prefix + own]
     return []
+
+
+# event type -> (payload key holding the item's own id, live REST id prefix)
+_REST_ALIAS_KEYS: dict[str, tuple[str, str]] = {
+    "inbox.message": ("message_id", "msg_"),
+    "guestbook.entry": ("entry_id", "gb_"),
+}
 
 
 # ---------------------------------------------------------------------- argument checks

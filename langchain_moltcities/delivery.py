@@ -11,7 +11,7 @@ import threading
 from collections import OrderedDict, deque
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
 __all__ = ["BufferCounters", "DeliveryBuffer", "ReadResult", "RecentIds"]
 
@@ -57,17 +57,20 @@ class RecentIds:
         return len(self._ids)
 
     def add(self, item_id: str) -> None:
-        self._ids[item_id] = None
-        self._ids.move_to_end(item_id)
-        while len(self._ids) > self.capacity:
-            self._ids.popitem(last=False)
+        ids = self._ids
+        if item_id in ids:
+            ids.move_to_end(item_id)
+            return
+        ids[item_id] = None
+        if len(ids) > self.capacity:
+            ids.popitem(last=False)
 
     def forget(self, item_id: str) -> None:
         self._ids.pop(item_id, None)
 
 
-@dataclass
-class _Entry(Generic[T]):
+class _Entry(NamedTuple, Generic[T]):
+    # A tuple, not a dataclass: one is made per inbound item, on the hot path.
     item: T
     keys: tuple[str, ...]
     kind: str
@@ -105,16 +108,24 @@ class DeliveryBuffer(Generic[T]):
         ``aliases`` are other ids the same item is known by (e.g. its REST id): a later item
         with any of them is a duplicate too.
         """
+        if aliases:
+            keys: tuple[str, ...] = (
+                (item_id, *filter(None, aliases))
+                if item_id is not None
+                else tuple(filter(None, aliases))
+            )
+        else:
+            keys = (item_id,) if item_id is not None else ()
         with self._lock:
-            keys = ([item_id] if item_id is not None else []) + [a for a in aliases if a]
             if keys:
-                if any(k in self._seen for k in keys):
+                seen = self._seen
+                if any(k in seen for k in keys):
                     self._duplicates += 1
                     return False
                 for k in keys:
-                    self._seen.add(k)
+                    seen.add(k)
             self._received += 1
-            self._unread.append(_Entry(item, tuple(keys), kind))
+            self._unread.append(_Entry(item, keys, kind))
             while len(self._unread) > self.capacity:
                 lost = self._unread.popleft()
                 for k in lost.keys:
