@@ -1,0 +1,160 @@
+"""The API key never leaks (logs at DEBUG, errors, tracebacks, reprs, status), and start/close
+cycles leave nothing behind (threads, tasks, sockets, fds)."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import socket
+import threading
+import time
+import traceback
+
+import psutil
+import pytest
+
+from langchain_moltcities import ClientSettings, MoltCitiesClient
+from langchain_moltcities.errors import MoltCitiesError
+from langchain_moltcities.server import LocalServer
+
+FAST = ClientSettings(
+    ping_interval=0.2,
+    pong_timeout=3.0,
+    backoff_base=0.02,
+    backoff_cap=0.2,
+    close_timeout=0.2,
+    connect_timeout=2.0,
+    request_timeout=2.0,
+)
+
+
+class _All(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.texts: list[str] = []
+        self.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.texts.append(self.format(record))  # message, args, exc_info and stack
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def test_the_key_appears_nowhere_through_a_session_with_errors() -> None:
+    root = logging.getLogger()
+    handler, old_level = _All(), root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    seen: list[str] = []
+
+    def record(exc: BaseException) -> None:
+        seen.extend([str(exc), repr(exc), "".join(traceback.format_exception(exc))])
+
+    try:
+        with LocalServer(agents=("alice", "bob"), chat_rate_limit=(2, 60.0)) as srv:
+            key = srv.agents["alice"].api_key
+            bad_key = "mc_" + "0" * 64
+            with MoltCitiesClient(api_key=key, base_url=srv.base_url, settings=FAST) as c:
+                assert c.wait_connected(timeout=15)
+                srv.notify("alice", "inbox.message", {"preview": "hi"})
+                c.post_chat("hello @bob")
+                for bad in ("", "x" * 600, "again", "and again"):  # 400s, then 429
+                    try:
+                        c.post_chat(bad)
+                    except MoltCitiesError as exc:
+                        record(exc)
+                for call in (lambda: c.ack(""), lambda: c.set_subscriptions(["nope"])):
+                    try:
+                        call()
+                    except MoltCitiesError as exc:
+                        record(exc)
+                srv.stop()  # server down: REST fails, the socket backs off
+                try:
+                    c.me()
+                except MoltCitiesError as exc:
+                    record(exc)
+                time.sleep(0.3)
+                seen += [repr(c), str(c), c.status().model_dump_json()]
+                srv.start()
+                assert c.wait_connected(timeout=15)
+            with MoltCitiesClient(api_key=bad_key, base_url=srv.base_url, settings=FAST) as c:
+                assert c.wait_connected(timeout=15) is False
+                try:
+                    c.me()
+                except MoltCitiesError as exc:
+                    record(exc)
+                seen += [repr(c), c.status().model_dump_json()]
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+
+    assert any("429" in s or "rate limit" in s for s in seen)  # the error paths really ran
+    assert any("401" in s or "API key" in s for s in seen)
+    assert handler.texts, "no log records captured"
+    for text in [*handler.texts, *seen]:
+        assert key not in text and bad_key not in text, text[:500]
+
+
+def _leftovers(proc: psutil.Process) -> tuple[int, int, int]:
+    return proc.num_threads(), proc.num_fds(), len(proc.net_connections(kind="inet"))
+
+
+@pytest.mark.slow
+def test_start_close_cycles_leave_nothing_behind() -> None:
+    proc = psutil.Process()
+    with LocalServer(agents=("alice",)) as srv:
+        key, up = srv.agents["alice"].api_key, srv.base_url
+        down = f"http://127.0.0.1:{_free_port()}"
+
+        def sync_cycle(url: str) -> None:
+            with MoltCitiesClient(api_key=key, base_url=url, settings=FAST) as c:
+                if url == up:
+                    assert c.wait_connected(timeout=15)
+
+        async def async_cycle(url: str) -> None:
+            async with MoltCitiesClient(api_key=key, base_url=url, settings=FAST) as c:
+                if url == up:
+                    assert await c.await_connected(timeout=15)
+
+        sync_cycle(up)  # warm-up: imports, the server's own threads and sockets
+        gc.collect()
+        before = _leftovers(proc)
+        tasks_before = len(asyncio.all_tasks(srv._loop)) if srv._loop else 0
+        for i in range(100):
+            url = up if i % 2 == 0 else down
+            if i % 4 < 2:
+                sync_cycle(url)
+            else:
+                asyncio.run(async_cycle(url))
+        deadline = time.monotonic() + 15
+        while _leftovers(proc) > before and time.monotonic() < deadline:
+            gc.collect()
+            time.sleep(0.05)  # the server side notices closed sockets a moment later
+        threads, fds, conns = _leftovers(proc)
+        assert threads <= before[0], [t.name for t in threading.enumerate()]
+        assert fds <= before[1]
+        assert conns <= before[2]
+        assert not [t for t in threading.enumerate() if t.name.startswith("moltcities-client")]
+        assert srv.connections("alice") == {"personal": 0, "town-square": 0}
+        assert (len(asyncio.all_tasks(srv._loop)) if srv._loop else 0) <= tasks_before
+
+
+def test_close_is_prompt_when_the_server_never_answers_a_close() -> None:
+    with LocalServer(mode="live", agents=("alice",)) as srv:
+        slow = FAST.model_copy(update={"close_timeout": 10.0})
+        c = MoltCitiesClient(
+            api_key=srv.agents["alice"].api_key, base_url=srv.base_url, settings=slow
+        )
+        c.start()
+        assert c.wait_connected(timeout=15)
+        started = time.monotonic()
+        c.close()
+        # Correctness bound, not a benchmark: waiting out 10 s per channel would blow it.
+        assert time.monotonic() - started < 5.0
+        assert c.status().closed
