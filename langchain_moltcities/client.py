@@ -35,6 +35,7 @@ from langchain_moltcities.errors import (
 from langchain_moltcities.protocol import (
     DOCUMENTED_EVENT_TYPES,
     LIVE_EVENT_TYPES,
+    MENTION_EVENT_TYPES,
     ChatFrame,
     MeResponse,
     NotificationFrame,
@@ -479,10 +480,10 @@ class MoltCitiesClient:
     def _on_frame(self, channel: str, frame: ServerFrame) -> None:
         """Sink of every channel (runs on the client loop)."""
         if isinstance(frame, NotificationFrame):
-            fresh = self._notifications.offer(
-                frame, item_id=frame.id, kind=frame.event_type, aliases=_rest_aliases(frame)
-            )
-            if fresh and frame.is_mention:
+            kind = frame.event_type
+            aliases = _rest_aliases(frame) if kind in _REST_ALIAS_KEYS else ()
+            fresh = self._notifications.offer(frame, item_id=frame.id, kind=kind, aliases=aliases)
+            if fresh and kind in MENTION_EVENT_TYPES:
                 self._dispatch_mention(frame)
             elif not fresh and frame.queued and frame.id in self._acked:
                 self._track(asyncio.ensure_future(self._reack(frame.id)))

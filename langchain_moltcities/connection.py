@@ -408,9 +408,10 @@ class Channel:
             )
         oversize = False
         try:
+            handle, clock = self._handle, time.monotonic  # locals: this loop runs per frame
             async for raw in ws:
-                self._last_data = time.monotonic()
-                self._handle(parse_frame(raw))
+                self._last_data = clock()
+                handle(parse_frame(raw))
         except ConnectionClosed as exc:
             oversize = exc.sent is not None and exc.sent.code == _MESSAGE_TOO_BIG
             if exc.sent is not None and "keepalive" in exc.sent.reason and not self._dead_reason:

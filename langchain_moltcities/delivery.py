@@ -11,7 +11,7 @@ import threading
 from collections import OrderedDict, deque
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Generic, NamedTuple, TypeVar
+from typing import Generic, TypeVar
 
 __all__ = ["BufferCounters", "DeliveryBuffer", "ReadResult", "RecentIds"]
 
@@ -69,13 +69,6 @@ class RecentIds:
         self._ids.pop(item_id, None)
 
 
-class _Entry(NamedTuple, Generic[T]):
-    # A tuple, not a dataclass: one is made per inbound item, on the hot path.
-    item: T
-    keys: tuple[str, ...]
-    kind: str
-
-
 class DeliveryBuffer(Generic[T]):
     """Unread items, oldest first, bounded by ``capacity``.
 
@@ -93,7 +86,9 @@ class DeliveryBuffer(Generic[T]):
         self.capacity = capacity
         self.name = name
         self._lock = threading.Lock()
-        self._unread: deque[_Entry[T]] = deque()
+        # Each unread entry is (item, the ids it is known by, its kind): a bare tuple, not a
+        # class, because one is made per inbound item, on the hot path.
+        self._unread: deque[tuple[T, tuple[str, ...], str]] = deque()
         self._seen = RecentIds(max(dedupe_memory, capacity))
         self._received = 0
         self._duplicates = 0
@@ -116,20 +111,25 @@ class DeliveryBuffer(Generic[T]):
             )
         else:
             keys = (item_id,) if item_id is not None else ()
+        # Called for every inbound item: plain loops over locals, no generators.
         with self._lock:
+            # RecentIds' dict used in place: this runs for every inbound item.
+            seen = self._seen._ids
             if keys:
-                seen = self._seen
-                if any(k in seen for k in keys):
-                    self._duplicates += 1
-                    return False
                 for k in keys:
-                    seen.add(k)
+                    if k in seen:
+                        self._duplicates += 1
+                        return False
+                for k in keys:
+                    seen[k] = None
+                while len(seen) > self._seen.capacity:
+                    seen.popitem(last=False)
             self._received += 1
-            self._unread.append(_Entry(item, keys, kind))
-            while len(self._unread) > self.capacity:
-                lost = self._unread.popleft()
-                for k in lost.keys:
-                    self._seen.forget(k)
+            unread = self._unread
+            unread.append((item, keys, kind))
+            while len(unread) > self.capacity:
+                for k in unread.popleft()[1]:
+                    seen.pop(k, None)
                 self._overflow += 1
                 self._dropped_since_read += 1
                 if self._dropped_since_read == 1:
@@ -148,12 +148,10 @@ class DeliveryBuffer(Generic[T]):
         wanted = set(kinds) if kinds is not None else None
         with self._lock:
             taken: list[T] = []
-            kept: deque[_Entry[T]] = deque()
+            kept: deque[tuple[T, tuple[str, ...], str]] = deque()
             for entry in self._unread:
-                if (limit is None or len(taken) < limit) and (
-                    wanted is None or entry.kind in wanted
-                ):
-                    taken.append(entry.item)
+                if (limit is None or len(taken) < limit) and (wanted is None or entry[2] in wanted):
+                    taken.append(entry[0])
                 else:
                     kept.append(entry)
             self._unread = kept
