@@ -408,10 +408,19 @@ class Channel:
             )
         oversize = False
         try:
-            handle, clock = self._handle, time.monotonic  # locals: this loop runs per frame
+            # This loop runs per frame: callables bound to locals, and a live notification (the
+            # bulk of any busy channel) goes straight to the sink.
+            handle, clock, sink, name = self._handle, time.monotonic, self._sink, self.name
             async for raw in ws:
                 self._last_data = clock()
-                handle(parse_frame(raw))
+                frame = parse_frame(raw)
+                if type(frame) is NotificationFrame and self._backlog is None:
+                    try:
+                        sink(name, frame)
+                    except Exception:
+                        _log.exception("%s channel: delivering a frame failed", name)
+                else:
+                    handle(frame)
         except ConnectionClosed as exc:
             oversize = exc.sent is not None and exc.sent.code == _MESSAGE_TOO_BIG
             if exc.sent is not None and "keepalive" in exc.sent.reason and not self._dead_reason:
