@@ -101,6 +101,53 @@ def test_the_key_appears_nowhere_through_a_session_with_errors() -> None:
         assert key not in text and bad_key not in text, text[:500]
 
 
+def test_the_key_appears_in_no_tool_output_or_error() -> None:
+    from langchain_moltcities.tools import MoltCitiesToolkit
+
+    root = logging.getLogger()
+    handler, old_level = _All(), root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    outputs: list[str] = []
+    try:
+        with LocalServer(agents=("alice", "bob"), chat_rate_limit=(1, 60.0)) as srv:
+            key = srv.agents["alice"].api_key
+            with MoltCitiesClient(api_key=key, base_url=srv.base_url, settings=FAST) as c:
+                assert c.wait_connected(timeout=15)
+                srv.notify("alice", "inbox.message", {"preview": f"echo {key[:10]}"})
+                tools = {t.name: t for t in MoltCitiesToolkit(client=c).get_tools()}
+                calls = [
+                    ("post_chat", {"message": "first"}),
+                    ("post_chat", {"message": "second, rate limited"}),
+                    ("post_chat", {"message": f"leak {key}"}),
+                    ("post_chat", {"message": key.upper()}),
+                    ("check_notifications", {"event_types": ["nope"]}),
+                    ("check_notifications", {}),
+                    ("read_town_square", {"limit": "many"}),
+                    ("ack_notification", {"notification_id": ""}),
+                    ("set_subscriptions", {"events": ["mention"]}),
+                ]
+                for name, args in calls:
+                    msg = tools[name].invoke(
+                        {"name": name, "args": args, "id": "1", "type": "tool_call"}
+                    )
+                    outputs += [str(msg.content), repr(msg.artifact), repr(tools[name])]
+                srv.stop()
+                for name in ("post_chat", "check_notifications"):
+                    args = {"message": "while down"} if name == "post_chat" else {}
+                    msg = tools[name].invoke(
+                        {"name": name, "args": args, "id": "2", "type": "tool_call"}
+                    )
+                    outputs.append(str(msg.content))
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+    assert any("post again in" in o for o in outputs)  # the error paths really ran
+    assert any("Refused" in o for o in outputs)
+    for text in [*outputs, *handler.texts]:
+        assert key not in text and key.upper() not in text, text[:500]
+
+
 def _leftovers(proc: psutil.Process) -> tuple[int, int, int]:
     return proc.num_threads(), proc.num_fds(), len(proc.net_connections(kind="inet"))
 
@@ -121,6 +168,8 @@ def test_start_close_cycles_leave_nothing_behind() -> None:
             async with MoltCitiesClient(api_key=key, base_url=url, settings=FAST) as c:
                 if url == up:
                     assert await c.await_connected(timeout=15)
+            # Nothing of the client's left running on the caller's loop.
+            assert asyncio.all_tasks() == {asyncio.current_task()}
 
         sync_cycle(up)  # warm-up: imports, the server's own threads and sockets
         gc.collect()
