@@ -481,7 +481,7 @@ class MoltCitiesClient:
         """Sink of every channel (runs on the client loop)."""
         if isinstance(frame, NotificationFrame):
             kind = frame.event_type
-            aliases = _rest_aliases(frame) if kind in _REST_ALIAS_KEYS else ()
+            aliases = _rest_aliases(frame) if kind in _REST_ALIAS_KEYS else _NO_ALIASES
             fresh = self._notifications.offer(frame, item_id=frame.id, kind=kind, aliases=aliases)
             if fresh and kind in MENTION_EVENT_TYPES:
                 self._dispatch_mention(frame)
@@ -691,6 +691,9 @@ class MoltCitiesClient:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+_NO_ALIASES: tuple[str, ...] = ()
 
 
 def _rest_aliases(frame: NotificationFrame) -> list[str]:

@@ -90,6 +90,7 @@ class DeliveryBuffer(Generic[T]):
         # class, because one is made per inbound item, on the hot path.
         self._unread: deque[tuple[T, tuple[str, ...], str]] = deque()
         self._seen = RecentIds(max(dedupe_memory, capacity))
+        self._seen_capacity = self._seen.capacity
         self._received = 0
         self._duplicates = 0
         self._overflow = 0
@@ -100,20 +101,16 @@ class DeliveryBuffer(Generic[T]):
     ) -> bool:
         """Add ``item``; False if it was a duplicate and dropped. Items without id are kept.
 
-        ``aliases`` are other ids the same item is known by (e.g. its REST id): a later item
-        with any of them is a duplicate too.
+        ``aliases`` are other (non-empty) ids the same item is known by (e.g. its REST id): a
+        later item with any of them is a duplicate too.
         """
         if aliases:
-            keys: tuple[str, ...] = (
-                (item_id, *filter(None, aliases))
-                if item_id is not None
-                else tuple(filter(None, aliases))
-            )
+            keys: tuple[str, ...] = (item_id, *aliases) if item_id is not None else tuple(aliases)
         else:
             keys = (item_id,) if item_id is not None else ()
-        # Called for every inbound item: plain loops over locals, no generators.
+        # Called for every inbound item: plain loops over locals, no generators, no calls.
         with self._lock:
-            # RecentIds' dict used in place: this runs for every inbound item.
+            # RecentIds' dict used in place.
             seen = self._seen._ids
             if keys:
                 for k in keys:
@@ -122,12 +119,13 @@ class DeliveryBuffer(Generic[T]):
                         return False
                 for k in keys:
                     seen[k] = None
-                while len(seen) > self._seen.capacity:
-                    seen.popitem(last=False)
+                if len(seen) > self._seen_capacity:
+                    while len(seen) > self._seen_capacity:
+                        seen.popitem(last=False)
             self._received += 1
             unread = self._unread
             unread.append((item, keys, kind))
-            while len(unread) > self.capacity:
+            if len(unread) > self.capacity:
                 for k in unread.popleft()[1]:
                     seen.pop(k, None)
                 self._overflow += 1

@@ -415,6 +415,8 @@ _KNOWN_FRAME: TypeAdapter[
     ]
 )
 
+_KNOWN_VALIDATOR = _KNOWN_FRAME.validator
+
 
 def parse_frame(data: str | bytes | bytearray | memoryview) -> ServerFrame:
     """Parse one server frame. Never raises.
@@ -425,7 +427,9 @@ def parse_frame(data: str | bytes | bytearray | memoryview) -> ServerFrame:
     """
     if not isinstance(data, memoryview):
         try:
-            return _KNOWN_FRAME.validate_json(data)
+            # The core validator itself: TypeAdapter's Python wrapper costs a tenth as much again.
+            frame: ServerFrame = _KNOWN_VALIDATOR.validate_json(data)
+            return frame
         except (ValidationError, RecursionError, ValueError):
             pass
     return _parse_slowly(data)

@@ -123,3 +123,14 @@ def test_concurrent_writers_and_readers_lose_nothing() -> None:
     r.join()
     assert sorted(got) == list(range(8000))
     assert buf.counters().duplicates_dropped == 8000
+
+
+def test_an_alias_makes_the_same_item_under_another_id_a_duplicate() -> None:
+    buf: DeliveryBuffer[str] = DeliveryBuffer(2)
+    assert buf.offer("socket copy", item_id="notif_1", kind="inbox.message", aliases=("msg_1",))
+    assert not buf.offer("polled copy", item_id="msg_1", kind="inbox.message")
+    assert buf.offer("other", item_id="notif_2", kind="inbox.message")
+    assert buf.offer("third", item_id="notif_3", kind="inbox.message")  # overflow drops notif_1
+    # Dropped unread, so both its ids are forgotten: a redelivery under either is delivered.
+    assert buf.offer("polled again", item_id="msg_1", kind="inbox.message")
+    assert buf.counters().duplicates_dropped == 1
