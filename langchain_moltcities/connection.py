@@ -411,7 +411,11 @@ class Channel:
             # This loop runs per frame: callables bound to locals, and a live notification (the
             # bulk of any busy channel) goes straight to the sink.
             handle, clock, sink, name = self._handle, time.monotonic, self._sink, self.name
-            async for raw in ws:
+            recv = ws.recv
+            while True:
+                # Raw bytes: parse_frame checks UTF-8 itself while reading the JSON, so
+                # decoding to str first would only pay for it twice.
+                raw = await recv(decode=False)
                 self._last_data = clock()
                 frame = parse_frame(raw)
                 if type(frame) is NotificationFrame and self._backlog is None:
