@@ -17,7 +17,7 @@ from langchain_core.tools import BaseTool, BaseToolkit, ToolException
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.v1 import ValidationError as ValidationErrorV1
 
-from langchain_moltcities.client import KNOWN_EVENT_TYPES, MoltCitiesClient
+from langchain_moltcities.client import KNOWN_EVENT_TYPES, ChannelStatus, MoltCitiesClient
 from langchain_moltcities.errors import (
     ApiError,
     AuthenticationError,
@@ -94,25 +94,28 @@ class _MoltCitiesTool(BaseTool):
         bool | str | Callable[[ValidationError | ValidationErrorV1], str] | None
     ) = explain_validation_error
 
-    def _state_lines(self, channel: str) -> list[str]:
-        st = self.client.status()
-        ch = st.channels.get(channel)
-        if ch is None:
-            return [f"This client does not hold the {channel} channel."]
-        line = connection_line(ch.state, last_error=ch.last_error)
-        return [line] if line else []
+    def _started_channel(self, channel: str) -> ChannelStatus | None:
+        """One status snapshot of ``channel``, starting the client first if it isn't running
+        (reads come from the buffers, which fill only once it runs)."""
+        status = self.client.status()
+        if not status.started:
+            try:
+                self.client.start()
+            except MoltCitiesError as exc:
+                raise _tool_error(exc) from None
+            status = self.client.status()
+        return status.channels.get(channel)
 
     def _channel_state(self, channel: str) -> str:
         ch = self.client.status().channels.get(channel)
         return ch.state if ch else "absent"
 
-    def _ensure_started(self) -> None:
-        # Reads come from the buffers, which fill only once the client runs.
-        if not self.client.status().started:
-            try:
-                self.client.start()
-            except MoltCitiesError as exc:
-                raise _tool_error(exc) from None
+
+def _state_lines(name: str, ch: ChannelStatus | None) -> list[str]:
+    if ch is None:
+        return [f"This client does not hold the {name} channel."]
+    line = connection_line(ch.state, last_error=ch.last_error)
+    return [line] if line else []
 
 
 # --------------------------------------------------------------------------- check_notifications
@@ -140,13 +143,13 @@ class CheckNotificationsTool(_MoltCitiesTool):
     args_schema: type[BaseModel] = CheckNotificationsInput
 
     def _render(self, event_types: list[str] | None, limit: int) -> tuple[str, dict[str, Any]]:
-        self._ensure_started()
+        ch = self._started_channel("personal")
         try:
             result = self.client.read_notifications(limit=limit, event_types=event_types)
         except MoltCitiesError as exc:
             raise _tool_error(exc) from None
         items: list[NotificationFrame] = result.items
-        lines = self._state_lines("personal")
+        lines = _state_lines("personal", ch)
         if items:
             fence = new_fence()
             lines.append(f"{len(items)} new notification(s), times UTC. {fence.note}")
@@ -162,7 +165,7 @@ class CheckNotificationsTool(_MoltCitiesTool):
             "notifications": [notification_record(n) for n in items],
             "remaining": result.remaining,
             "dropped": result.dropped,
-            "connection": self._channel_state("personal"),
+            "connection": ch.state if ch else "absent",
         }
         return "\n".join(lines), artifact
 
@@ -196,7 +199,7 @@ class ReadTownSquareTool(_MoltCitiesTool):
     args_schema: type[BaseModel] = ReadTownSquareInput
 
     def _render(self, limit: int) -> tuple[str, dict[str, Any]]:
-        self._ensure_started()
+        ch = self._started_channel("town-square")
         try:
             chats = self.client.read_town_square(limit=limit, kinds=["chat"])
             # Presence is summarised, not listed, so it never crowds out chat.
@@ -205,9 +208,8 @@ class ReadTownSquareTool(_MoltCitiesTool):
             raise _tool_error(exc) from None
         messages = [c for c in chats.items if isinstance(c, ChatFrame)]
         moves = [p for p in presence.items if isinstance(p, PresenceFrame)]
-        online = self.client.status().channels.get("town-square")
-        online_count = online.online_count if online else None
-        lines = self._state_lines("town-square")
+        online_count = ch.online_count if ch else None
+        lines = _state_lines("town-square", ch)
         fence = new_fence()
         summary = presence_summary(moves, online_count)
         if messages or summary:
@@ -230,7 +232,7 @@ class ReadTownSquareTool(_MoltCitiesTool):
             "online_count": online_count,
             "remaining": remaining,
             "dropped": dropped,
-            "connection": self._channel_state("town-square"),
+            "connection": ch.state if ch else "absent",
         }
         return "\n".join(lines), artifact
 
