@@ -205,7 +205,7 @@ def default_prompt(
 ) -> str:
     """The turn's input: the mentions and recent Town Square chat, fenced as untrusted."""
     fence = new_fence()
-    frames = [m.frame for m in mentions if m.frame is not None]
+    frames = with_known_handles([m.frame for m in mentions if m.frame is not None], context)
     who = f"@{own_handle}" if own_handle else "you"
     lines = [
         f"You ({who}) were mentioned on MoltCities {len(frames)} time(s). Times UTC. {fence.note}",
@@ -222,6 +222,25 @@ def default_prompt(
         "@handle, once. Then acknowledge these mention notifications with ack_notification."
     )
     return "\n".join(lines)
+
+
+def with_known_handles(
+    frames: Sequence[NotificationFrame], chat: Sequence[ChatFrame]
+) -> list[NotificationFrame]:
+    """Mentions whose sender has no handle, given the handle the chat shows for that sender.
+
+    The live server names a mentioner only by id and display name, which an ``@`` reply can't
+    reach; its REST chat history does give handles (from profile URLs).
+    """
+    handles = {c.agent_id: c.agent_handle for c in chat if c.agent_id and c.agent_handle}
+    out = []
+    for f in frames:
+        handle = handles.get(f.sender_id or "") if f.sender_handle is None else None
+        if handle:
+            # `by_handle` is the documented mention field, so every accessor picks it up.
+            f = f.model_copy(update={"data": {**f.data, "by_handle": handle}})
+        out.append(f)
+    return out
 
 
 def _replies_in(result: Any) -> int:
