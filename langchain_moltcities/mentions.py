@@ -57,7 +57,9 @@ class Mention:
 
     @property
     def author(self) -> str:
-        return self.author_handle or self.author_id or "?"
+        """Who, for people: the handle, else the display name, else the id."""
+        name = self.frame.sender_name if self.frame is not None else None
+        return self.author_handle or name or self.author_id or "?"
 
     @classmethod
     def from_frame(cls, frame: NotificationFrame, received_at: float) -> Mention:
