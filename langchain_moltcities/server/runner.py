@@ -42,11 +42,24 @@ class _RedactKeys(logging.Filter):
         return True
 
 
+class _DropSpuriousHandshakeError(logging.Filter):
+    """uvicorn's websockets-sansio protocol logs an ERROR after every denial response (it never
+    marks a ``websocket.http.response`` as a finished handshake; Kludex/uvicorn PR #3138). Our
+    endpoint always accepts or denies, so the record is noise: each 401 or refused 503 would
+    otherwise print it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != "ASGI callable returned without completing handshake."
+
+
 def _install_redaction() -> None:
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logger = logging.getLogger(name)
         if not any(isinstance(f, _RedactKeys) for f in logger.filters):
             logger.addFilter(_RedactKeys())
+    error_log = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, _DropSpuriousHandshakeError) for f in error_log.filters):
+        error_log.addFilter(_DropSpuriousHandshakeError())
 
 
 async def _stop_uvicorn(server: uvicorn.Server, sock: socket.socket) -> None:

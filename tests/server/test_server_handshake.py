@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import httpx
 import pytest
@@ -106,6 +107,10 @@ async def test_api_keys_never_reach_log_records(
 ) -> None:
     srv = any_moltcities_server
     caplog.set_level("DEBUG")
+    # uvicorn logs each WebSocket request line, query string (and so a token) included, at
+    # INFO on its own loggers: let those through so there is something to check.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        caplog.set_level("DEBUG", logger=name)
     ws = await connect(srv, "alice")
     await ws.recv_type("connected")
     await rejected(ws_url(srv, None))
@@ -115,3 +120,17 @@ async def test_api_keys_never_reach_log_records(
     server_records = [r for r in caplog.records if not r.name.startswith("websockets.client")]
     assert any(r.name.startswith("uvicorn") for r in server_records)  # it did log...
     assert all(key not in r.getMessage() for r in server_records)  # ...without the key
+
+
+async def test_refused_handshakes_log_no_error(
+    moltcities_server: LocalServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # uvicorn's websockets-sansio protocol reports every denial response as an ERROR
+    # ("returned without completing handshake"); the server filters that noise out.
+    srv = moltcities_server
+    caplog.set_level(logging.DEBUG)
+    bad_key = f"{srv.ws_url}/api/notifications/connect?token=mc_{'0' * 64}"
+    assert (await rejected(bad_key))[0] == 401
+    srv.refuse_handshakes(503)
+    assert (await rejected(ws_url(srv, "alice")))[0] == 503
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
