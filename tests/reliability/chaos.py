@@ -168,6 +168,10 @@ class ChaosReport:
         for name, n in self.connects.items():
             if n > self.connect_bound:
                 out.append(f"{name}: {n} connects, more than the bound {self.connect_bound}")
+        if self.max_pending > BUFFER_SIZE:
+            out.append(f"{self.max_pending} unread items, over the buffer bound {BUFFER_SIZE}")
+        if self.rss_growth_mb > RSS_GROWTH_LIMIT_MB:
+            out.append(f"memory grew {self.rss_growth_mb:.0f} MB (limit {RSS_GROWTH_LIMIT_MB:g})")
         if self.client_invalid_frames:
             out.append(f"{self.client_invalid_frames} frames from our own server were invalid")
         return out
@@ -213,6 +217,13 @@ class _Stopper:
             delay = start + i * interval - time.monotonic()
             if delay > 0:
                 self.event.wait(delay)
+
+
+BUFFER_SIZE = 5000
+# Growth of the whole process (server, client, producers) a session may cause. Generous: it
+# catches what grows with the traffic (a leak of every frame would pass it within minutes),
+# not allocator noise.
+RSS_GROWTH_LIMIT_MB = 200.0
 
 
 def run_chaos(
@@ -271,7 +282,7 @@ def run_chaos(
         client = MoltCitiesClient(
             api_key=alice.api_key,
             base_url=srv.base_url,
-            buffer_size=5000,
+            buffer_size=BUFFER_SIZE,
             settings=SETTINGS,
         )
 
