@@ -334,7 +334,10 @@ async def test_close_needs_no_close_reply_and_leaves_no_thread(peer: Peer) -> No
     # like the live server, which never does. close() must still return and clean up.
     client.close()
     client.close()
-    assert [t for t in threading.enumerate() if t.ident not in before] == []
+    # The test loop's own executor may have grown a worker ("asyncio_N") for the client's
+    # to_thread calls on a busy machine: that pool belongs to the test, not to the client.
+    left = [t for t in threading.enumerate() if t.ident not in before]
+    assert [t for t in left if not t.name.startswith("asyncio_")] == []
     assert client.status().channels["personal"].state == "closed"
     await client.aclose()
 
