@@ -31,8 +31,11 @@ OFFLINE_NOTICE = "(offline demo model: rule-based, no LLM)"
 _MENTION_TYPES = {"mention", "mention.chat", "mention.town_square"}
 # The headline of a reading tool's output: "3 new notification(s)", "No new ...".
 _HEADLINE = re.compile(r"\d+ new [a-z ()]+|No new [A-Za-z ]+")
-# A mention line of the responder's prompt: "- <id> mention 12:34 @bob: ..."
-_PROMPT_AUTHOR = re.compile(r"mention\S* \d\d:\d\d (@?[\w-]+):")
+# A mention line of the responder's prompt: "- <id> mention 12:34 @bob: text"; a live
+# mentioner with no known handle shows by display name ("Bob Smith: text").
+_PROMPT_MENTION = re.compile(
+    r"^- \S+ mention\S* (?:\d\d:\d\d|\?\?:\?\?) (@[\w.-]+|[^:\n]+?):? ?(.*)$", re.M
+)
 
 
 def _reply_for(text: str, handle: str) -> str:
@@ -119,10 +122,11 @@ class OfflineChatModel(BaseChatModel):
                 for r in mentions
                 if (who := r.get("sender_handle") or r.get("sender_name"))
             }
-            # Answer whom this turn is about (the prompt's mentions); older mentions the
-            # guard chose to skip are only acknowledged.
-            authors = list(dict.fromkeys(a.lstrip("@") for a in _PROMPT_AUTHOR.findall(request)))
-            authors = authors or list(texts)
+            # Answer whom this turn is about (the prompt's mentions, whose text the prompt also
+            # gives); older mentions the guard chose to skip are only acknowledged.
+            in_prompt = [(a.lstrip("@"), t) for a, t in _PROMPT_MENTION.findall(request)]
+            texts.update(dict(in_prompt[::-1]))  # reversed: an author's first mention wins
+            authors = list(dict.fromkeys(a for a, _ in in_prompt)) or list(texts)
             calls: list[ToolCall] = []
             if authors and self._can("post_chat"):
                 reply = " ".join(_reply_for(texts.get(a, ""), a) for a in authors[:1])

@@ -49,6 +49,7 @@ def test_agent_replies_to_a_mention_once(any_moltcities_server: LocalServer) -> 
         replies = [t for t in chat_texts(srv) if t.startswith("@bob ")]
         assert len(replies) == 1, chat_texts(srv)
         assert OFFLINE_NOTICE in replies[0]
+        assert "good question" in replies[0]  # the model read the mention's text (a question)
         assert responder.stats.turns == 1 and responder.stats.replies == 1
         assert responder.stats.errors == 0
         reply_event = next(e for e in responder.events if e.kind == "reply")
