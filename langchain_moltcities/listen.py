@@ -49,18 +49,21 @@ def run_listen(
     console = console or Console(highlight=False)
     console.print(f"Listening to {escape(client.status().base_url)} (Ctrl-C to stop)")
     deadline = None if duration is None else time.monotonic() + duration
-    states: dict[str, str] = {}
+    # A reconnect shows even when it is too quick to catch the state between polls.
+    states: dict[str, tuple[str, int]] = {}
     try:
         while deadline is None or time.monotonic() < deadline:
             status = client.status()
             for name, ch in status.channels.items():
-                if states.get(name) != ch.state:
-                    why = f" - {escape(ch.last_error)}" if ch.last_error else ""
-                    code = f" (close {ch.last_close_code})" if ch.last_close_code else ""
+                if states.get(name) != (ch.state, ch.connect_count):
+                    # The last close and error are kept after a reconnect: old news then.
+                    down = ch.state != "connected"
+                    why = f" - {escape(ch.last_error)}" if ch.last_error and down else ""
+                    code = f" (close {ch.last_close_code})" if ch.last_close_code and down else ""
                     console.print(
                         f"[blue]{name}: {ch.state}{code}, connects: {ch.connect_count}{why}[/]"
                     )
-                    states[name] = ch.state
+                    states[name] = (ch.state, ch.connect_count)
             if "personal" in status.channels:
                 for n in client.read_notifications().items:
                     console.print(_notification(n))

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+
 import pytest
 from typer.testing import CliRunner
 
 from langchain_moltcities.cli import app
 from langchain_moltcities.server import LocalServer
 from langchain_moltcities.server.pytest_plugin import ServerFactory
-from langchain_moltcities.testing import chat_texts, post_as
+from langchain_moltcities.testing import WAIT, chat_texts, post_as
 
 runner = CliRunner()
 
@@ -91,3 +99,59 @@ def test_listen_with_a_rejected_key_stops_with_the_reason(
     result = runner.invoke(app, ["listen", "--duration", "20", *args])
     assert result.exit_code == 1
     assert "failed" in result.output and "API key" in result.output
+
+
+def test_listen_without_a_key_says_where_to_put_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MOLTCITIES_API_KEY", raising=False)
+    result = runner.invoke(app, ["listen", "--duration", "1"])
+    assert result.exit_code == 2 and "MOLTCITIES_API_KEY" in result.output
+
+
+def test_listen_shows_a_reconnect_and_stops_on_ctrl_c(moltcities_server: LocalServer) -> None:
+    srv = moltcities_server
+    env = {
+        **os.environ,
+        "MOLTCITIES_API_KEY": srv.agents["alice"].api_key,
+        "MOLTCITIES_BASE_URL": srv.base_url,
+        "PYTHONUNBUFFERED": "1",
+    }
+    code = "from langchain_moltcities.cli import app; app()"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, "listen"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        for line in proc.stdout or ():
+            lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    seen: list[str] = []
+
+    def wait_for_line(needle: str) -> None:
+        deadline = time.monotonic() + WAIT
+        while not any(needle in line for line in seen):
+            assert time.monotonic() < deadline, f"no {needle!r} in {seen}"
+            try:
+                seen.append(lines.get(timeout=0.1))
+            except queue.Empty:
+                pass
+
+    try:
+        wait_for_line("personal: connected, connects: 1")
+        wait_for_line("town-square: connected, connects: 1")
+        srv.drop_all()
+        wait_for_line("personal: connected, connects: 2")
+        wait_for_line("town-square: connected, connects: 2")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(WAIT) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(WAIT)
+    wait_for_line("stopped")
+    assert srv.agents["alice"].api_key not in "".join(seen)
