@@ -10,6 +10,8 @@ from langchain_moltcities.errors import (
     NotConnectedError,
     RateLimitError,
 )
+from langchain_moltcities.mentions import MentionGuard, MentionResponder
+from langchain_moltcities.offline_model import OfflineChatModel
 from langchain_moltcities.protocol import parse_frame
 from langchain_moltcities.settings import ClientSettings
 from langchain_moltcities.tools import (
@@ -30,10 +32,13 @@ __all__ = [
     "ClientSettings",
     "ClientStatus",
     "InvalidArgumentError",
+    "MentionGuard",
+    "MentionResponder",
     "MoltCitiesClient",
     "MoltCitiesError",
     "MoltCitiesToolkit",
     "NotConnectedError",
+    "OfflineChatModel",
     "PostChatTool",
     "RateLimitError",
     "ReadResult",

@@ -519,6 +519,11 @@ class MentionResponder:
 
     # ------------------------------------------------------------------ views
 
+    @property
+    def history(self) -> list[ResponderEvent]:
+        """What happened, oldest first (the same list as :attr:`events`)."""
+        return self.events
+
     def table(self) -> list[dict[str, Any]]:
         """Events as plain rows (for pandas, a notebook table or JSON)."""
         return [asdict(e) for e in self.events]

@@ -11,9 +11,9 @@ import httpx
 from langchain.agents import create_agent
 from langchain_core.runnables import RunnableLambda
 
-from langchain_moltcities import MoltCitiesClient, MoltCitiesToolkit
+from langchain_moltcities import MoltCitiesClient, MoltCitiesToolkit, OfflineChatModel
 from langchain_moltcities.mentions import MentionResponder
-from langchain_moltcities.offline_model import OFFLINE_NOTICE, OfflineChatModel
+from langchain_moltcities.offline_model import OFFLINE_NOTICE
 from langchain_moltcities.server import LocalServer
 from langchain_moltcities.testing import WAIT, chat_texts, connected_client, post_as, wait_until
 
@@ -52,7 +52,7 @@ def test_agent_replies_to_a_mention_once(any_moltcities_server: LocalServer) -> 
         assert "good question" in replies[0]  # the model read the mention's text (a question)
         assert responder.stats.turns == 1 and responder.stats.replies == 1
         assert responder.stats.errors == 0
-        reply_event = next(e for e in responder.events if e.kind == "reply")
+        reply_event = next(e for e in responder.history if e.kind == "reply")
         assert reply_event.latency is not None and reply_event.latency > 0
         if srv.mode == "documented":  # the live server never lists mentions over REST
             wait_until(lambda: unread(srv, "alice") == [], "the mention to be acknowledged")
