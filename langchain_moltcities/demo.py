@@ -214,9 +214,9 @@ def _log_action(log: _Log, a: ResidentAction) -> None:
 
 def _log_event(log: _Log, e: ResponderEvent) -> None:
     if e.kind == "mention":
-        log("responder", "wakes for", f"mention from {e.author}", "magenta")
+        log("responder", "wakes for", f"@{e.author}", "magenta")
     elif e.kind == "skipped":
-        log("responder", f"skips ({e.detail})", f"mention from {e.author}", "yellow")
+        log("responder", f"skips ({e.detail})", f"@{e.author}", "yellow")
     elif e.kind == "turn_start":
         n = len(e.mention_ids)
         log("responder", "turn starts", f"{n} mention(s) from {e.author}", "green")
