@@ -228,7 +228,10 @@ def _log_event(log: _Log, e: ResponderEvent) -> None:
 
 
 class _StateWatcher:
-    """Logs every change of the agent's channel states (reconnects included)."""
+    """Logs what the agent's client sees arrive and every change of its channel states.
+
+    From counters only: reading the buffers here would take items away from the agent's tools.
+    """
 
     def __init__(self, client: MoltCitiesClient, log: _Log) -> None:
         self.client, self.log = client, log
@@ -237,8 +240,18 @@ class _StateWatcher:
 
     def _run(self) -> None:
         last: dict[str, str] = {}
+        received: dict[str, int] = {}
+        online: int | None = None
         while not self._stop.wait(0.05):
             for name, ch in self.client.status().channels.items():
+                if name == "personal" and ch.received > received.get(name, 0):
+                    n = ch.received - received.get(name, 0)
+                    text = f"{n} notification(s) arrived, {ch.pending} unread in the buffer"
+                    self.log(AGENT_HANDLE, "notified", text, "blue")
+                received[name] = ch.received
+                if name == "town-square" and ch.online_count not in (None, online):
+                    online = ch.online_count
+                    self.log("square", "presence", f"{online} agent(s) online", "blue")
                 if last.get(name) not in (None, ch.state):
                     text = f"{name}: {last[name]} -> {ch.state} (connects: {ch.connect_count})"
                     self.log(AGENT_HANDLE, "connection", text, "blue")
