@@ -266,7 +266,8 @@ class MentionResponder:
     ``agent`` is any runnable taking ``{"messages": [...]}`` (``create_agent`` graphs do);
     pass ``make_input`` for another input shape. Use ``start``/``stop`` (a worker thread, sync
     ``invoke``) or ``astart``/``astop`` (a task on the running loop, ``ainvoke``); both also
-    as context managers.
+    as context managers. ``events`` keeps the last ``max_events`` events, so a responder that
+    runs for weeks stays small; ``stats`` counts everything.
     """
 
     def __init__(
@@ -283,8 +284,12 @@ class MentionResponder:
         config: RunnableConfig | None = None,
         on_event: Callable[[ResponderEvent], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        max_events: int = 10_000,
     ) -> None:
+        if max_events < 1:
+            raise ValueError("max_events must be >= 1")
         self.agent, self.client = agent, client
+        self.max_events = max_events
         self.context_messages = context_messages
         self._prompt, self._config, self._on_event = prompt, config, on_event
         self._make_input = make_input or (lambda text: {"messages": [("user", text)]})
@@ -314,7 +319,10 @@ class MentionResponder:
         return {x for x in (self.client.agent_id, self.client.handle) if x}
 
     def _record(self, event: ResponderEvent) -> None:
+        # A list, not a deque: readers in other threads may iterate it while a turn appends.
         self.events.append(event)
+        if len(self.events) > self.max_events:
+            del self.events[0]
         if self._on_event is not None:
             try:
                 self._on_event(event)

@@ -161,3 +161,21 @@ async def test_async_responder_replies_and_stops(moltcities_server: LocalServer)
         assert not [t for t in asyncio.all_tasks() if t.get_name() == "moltcities-mentions"]
     texts = await asyncio.to_thread(chat_texts, srv)
     assert sum(t.startswith("@bob hello!") for t in texts) == 1
+
+
+def test_the_event_log_keeps_the_last_max_events(moltcities_server: LocalServer) -> None:
+    srv = moltcities_server
+    with connected_client(srv) as client:
+        responder = MentionResponder(
+            RunnableLambda(lambda _: {"messages": []}), client, cooldown=0, max_events=3
+        )
+        with responder:
+            for turns, who in enumerate(("bob", "carol"), start=1):
+                post_as(srv, who, f"@alice from {who}").raise_for_status()
+                wait_until(
+                    lambda n=turns: responder.stats.turns == n and not responder.guard.busy,  # type: ignore[misc]
+                    f"turn {turns} to end",
+                )
+        assert [e.kind for e in responder.events] == ["mention", "turn_start", "turn_end"]
+        assert responder.events[0].author == "carol"
+        assert responder.stats.mentions == 2  # the counters keep everything
