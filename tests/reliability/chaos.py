@@ -30,6 +30,7 @@ import psutil
 from langchain_moltcities import ClientSettings, MoltCitiesClient
 from langchain_moltcities.protocol import DOCUMENTED_EVENT_TYPES, ChatFrame
 from langchain_moltcities.server import LocalServer
+from langchain_moltcities.server.state import LIVE_QUEUE_LIMIT
 
 Mode = Literal["documented", "live"]
 FaultKind = Literal["drop", "restart", "freeze", "close4000", "refuse503"]
@@ -133,6 +134,13 @@ class ChaosReport:
     client_duplicates_dropped: int = 0
     client_offline_queue_full: int = 0
     client_invalid_frames: int = 0
+    client_overflow_dropped: int = 0
+    # Offline-queue overflows whose whole flush the client read (so it must have reported).
+    queue_overflows_seen: int = 0
+    # What the client's status says it took in minus what is still unread or was dropped,
+    # against what the consumer actually read: the status counters must tell the truth.
+    client_accounted: int = 0
+    consumer_read: int = 0
     settled: bool = False
 
     def problems(self) -> list[str]:
@@ -159,10 +167,19 @@ class ChaosReport:
                     f"{len(self.losses_unexplained)} losses the live semantics don't explain, "
                     f"e.g. {self.losses_unexplained[:3]}"
                 )
-            if self.losses_by_cause["offline queue over 100"] and not (
-                self.client_offline_queue_full
-            ):
-                out.append("the server dropped from its offline queue but the client never said")
+            if self.client_offline_queue_full < self.queue_overflows_seen:
+                out.append(
+                    f"the server's offline queue overflowed {self.queue_overflows_seen} times "
+                    f"before a flush the client read, but the client reported "
+                    f"{self.client_offline_queue_full}"
+                )
+        if self.client_overflow_dropped:
+            out.append(f"{self.client_overflow_dropped} items dropped for buffer overflow")
+        if self.client_accounted != self.consumer_read:
+            out.append(
+                f"the client's counters account for {self.client_accounted} notifications, "
+                f"the consumer read {self.consumer_read}"
+            )
         if self.handshakes > self.handshake_bound:
             out.append(f"{self.handshakes} handshakes, more than the bound {self.handshake_bound}")
         for name, n in self.connects.items():
@@ -192,7 +209,8 @@ class ChaosReport:
                 f"{self.connects} (bound {self.connect_bound}); max retry attempt "
                 f"{self.max_retry_attempt}",
                 f"client: redeliveries deduplicated {self.client_duplicates_dropped}, "
-                f"offline-queue-full reports {self.client_offline_queue_full}; max unread "
+                f"offline-queue-full reports {self.client_offline_queue_full} (overflows "
+                f"seen {self.queue_overflows_seen}); max unread "
                 f"{self.max_pending}, max queued acks {self.max_pending_acks}, RSS growth "
                 f"{self.rss_growth_mb:.1f} MB",
             ]
@@ -326,6 +344,7 @@ def run_chaos(
                 srv.refuse_handshakes(None)
             record.ended = time.monotonic()
 
+        threads: list[threading.Thread] = []
         client.start()
         try:
             if not client.wait_connected(timeout=20):
@@ -393,6 +412,8 @@ def run_chaos(
         finally:
             stop_producers.event.set()
             stop_consumer.set()
+            if threads:
+                threads[0].join(timeout=30)  # its last read counts in the books below
             client.close()
             http.close()
 
@@ -401,6 +422,9 @@ def run_chaos(
         report.client_duplicates_dropped = personal.duplicates_dropped
         report.client_offline_queue_full = personal.offline_queue_full
         report.client_invalid_frames = sum(c.invalid_frames for c in status.channels.values())
+        report.client_overflow_dropped = sum(c.overflow_dropped for c in status.channels.values())
+        report.client_accounted = personal.received - personal.overflow_dropped - personal.pending
+        report.consumer_read = sum(seen_notes.values())
         report.connects = {name: c.connect_count for name, c in status.channels.items()}
         if errors:
             log(f"consumer errors ({len(errors)}): {errors[:3]}")
@@ -430,6 +454,15 @@ def _balance(
             per_notification[index] += times
     report.notifications_delivered = len(per_notification)
     report.notification_duplicates = sum(1 for t in per_notification.values() if t > 1)
+    # Highest notification (in raising order) that reached the consumer over each link. The
+    # server writes to a link in raising order and TCP keeps it, so a notification written to
+    # a link before one the consumer got over that same link reached the client: losing it
+    # is the client's fault, whatever became of the link afterwards.
+    via_link: dict[str, int] = {}
+    for index, n in enumerate(raised):
+        if n.id in seen_notes:  # the socket frame's id (a fallback poll yields the REST id)
+            for conn in n.sent_to:
+                via_link[conn] = max(via_link.get(conn, -1), index)
     for index, n in enumerate(raised):
         if index in per_notification:
             continue
@@ -437,12 +470,18 @@ def _balance(
         ends = [state.session_ends.get(conn) for conn in n.sent_to]
         if n.queue_dropped:
             report.losses_by_cause["offline queue over 100"] += 1
-        elif n.sent_to and all(end == "gone" for end in ends):
+        elif (
+            n.sent_to
+            and all(end == "gone" for end in ends)
+            and all(via_link.get(conn, -1) < index for conn in n.sent_to)
+        ):
             # At-most-once: written to a link that then died (live pushes are not stored).
             report.losses_by_cause["written to a link that died"] += 1
         else:
             report.losses_by_cause["unexplained"] += 1
             report.losses_unexplained.append(f"{n.id} ({n.event.event_type}, sent to {ends})")
+
+    report.queue_overflows_seen = _overflows_seen(raised, via_link)
 
     chat_ids = [m.id for m in state.chat]
     report.chat_posted = len(chat_ids)
@@ -461,6 +500,31 @@ def _balance(
     report.handshakes = state.ws_handshakes
     report.handshake_bound = per_channel * len(CHANNELS)
     report.connect_bound = 2 + 2 * len(report.faults)
+
+
+def _overflows_seen(raised: list[Any], via_link: dict[str, int]) -> int:
+    """Live offline-queue overflows whose flush the client read to its last queued frame.
+
+    The notifications an overflow dropped are the oldest of one offline spell, a run in raising
+    order; the full queue of the next ``LIVE_QUEUE_LIMIT`` went to one link on connect. If the
+    consumer got that flush's last frame (or a later one) over the link, the client saw the
+    whole full queue and had to report it.
+    """
+    seen, i = 0, 0
+    while i < len(raised):
+        if not raised[i].queue_dropped:
+            i += 1
+            continue
+        while i < len(raised) and raised[i].queue_dropped:
+            i += 1
+        rest = [j for j in range(i, len(raised)) if raised[j].sent_to]
+        if not rest:
+            continue
+        link = raised[rest[0]].sent_to[0]
+        flush = [j for j in rest if raised[j].sent_to == [link]][:LIVE_QUEUE_LIMIT]
+        if len(flush) == LIVE_QUEUE_LIMIT and via_link.get(link, -1) >= flush[-1]:
+            seen += 1
+    return seen
 
 
 def main() -> int:
