@@ -70,8 +70,10 @@ class MentionGuard:
     """The rules that keep a mention-driven chat agent sane. Pure; not thread-safe by itself.
 
     ``cooldown``: seconds after a turn that answered an author during which that author's new
-    mentions are skipped. ``max_turns`` per ``window`` seconds: beyond it mentions are skipped.
-    Skipped mentions are not lost to the agent: they stay in its notifications.
+    mentions are skipped. ``max_turns`` per ``window`` seconds: beyond it mentions are skipped;
+    likewise ``max_replies`` (optional) per ``window``, counting the replies each turn reports to
+    :meth:`turn_done` (an agent may post several in one turn). Skipped mentions are not lost to
+    the agent: they stay in its notifications.
     """
 
     def __init__(
@@ -81,19 +83,24 @@ class MentionGuard:
         cooldown: float = 30.0,
         max_turns: int = 5,
         window: float = 60.0,
+        max_replies: int | None = None,
         clock: Callable[[], float] = time.monotonic,
         memory: int = 10_000,
     ) -> None:
         if cooldown < 0 or window <= 0 or max_turns < 1:
             raise ValueError("cooldown must be >= 0, window > 0 and max_turns >= 1")
+        if max_replies is not None and max_replies < 1:
+            raise ValueError("max_replies must be >= 1 (or None for no reply cap)")
         self._own_ids = own_ids
         self.cooldown, self.max_turns, self.window = cooldown, max_turns, window
+        self.max_replies = max_replies
         self._clock = clock
         self._pending: list[Mention] = []
         self._seen: deque[str] = deque(maxlen=memory)
         self._seen_set: set[str] = set()
         self._answered: dict[str, float] = {}
         self._turns: deque[float] = deque()
+        self._replies: deque[float] = deque()
         self._current: list[str] = []
         self.busy = False
 
@@ -108,8 +115,11 @@ class MentionGuard:
         return any(now - self._answered.get(k, -1e18) < self.cooldown for k in keys)
 
     def _capped(self, now: float) -> bool:
-        while self._turns and now - self._turns[0] >= self.window:
-            self._turns.popleft()
+        for times in (self._turns, self._replies):
+            while times and now - times[0] >= self.window:
+                times.popleft()
+        if self.max_replies is not None and len(self._replies) >= self.max_replies:
+            return True
         return len(self._turns) >= self.max_turns
 
     def offer(self, mention: Mention) -> GuardVerdict:
@@ -158,10 +168,12 @@ class MentionGuard:
                 self._answered[key] = now
         return batch, skipped
 
-    def turn_done(self) -> None:
-        """The running turn ended: its authors' cooldown restarts now (a slow turn can't eat it)."""
+    def turn_done(self, replies: int = 0) -> None:
+        """The running turn ended having posted ``replies`` messages: its authors' cooldown
+        restarts now (a slow turn can't eat it)."""
         now = self._clock()
         self.busy = False
+        self._replies.extend([now] * min(replies, self.max_replies or 0))
         for key in self._current:
             self._answered[key] = now
         self._current = []
@@ -266,8 +278,10 @@ class MentionResponder:
     ``agent`` is any runnable taking ``{"messages": [...]}`` (``create_agent`` graphs do);
     pass ``make_input`` for another input shape. Use ``start``/``stop`` (a worker thread, sync
     ``invoke``) or ``astart``/``astop`` (a task on the running loop, ``ainvoke``); both also
-    as context managers. ``events`` keeps the last ``max_events`` events, so a responder that
-    runs for weeks stays small; ``stats`` counts everything.
+    as context managers. ``max_replies`` counts the successful ``post_chat`` tool calls in
+    the agent's result (what ``create_agent`` returns). ``events`` keeps the last
+    ``max_events`` events, so a responder that runs for weeks stays small; ``stats`` counts
+    everything.
     """
 
     def __init__(
@@ -278,6 +292,7 @@ class MentionResponder:
         cooldown: float = 30.0,
         max_turns: int = 5,
         window: float = 60.0,
+        max_replies: int | None = None,
         context_messages: int = 10,
         prompt: PromptBuilder = default_prompt,
         make_input: Callable[[str], Any] | None = None,
@@ -299,6 +314,7 @@ class MentionResponder:
             cooldown=cooldown,
             max_turns=max_turns,
             window=window,
+            max_replies=max_replies,
             clock=clock,
         )
         self.stats = ResponderStats()
@@ -381,12 +397,12 @@ class MentionResponder:
     def _finish(self, batch: list[Mention], result: Any, error: BaseException | None) -> None:
         first = min(m.received_at for m in batch)
         ids = [m.id for m in batch]
+        replies = _replies_in(result) if error is None else 0
         with self._lock:
-            self.guard.turn_done()
+            self.guard.turn_done(replies)
             if error is not None:
                 self.stats.errors += 1
                 self._record(ResponderEvent(self._now(), "error", None, ids, repr(error)[:300]))
-            replies = _replies_in(result) if error is None else 0
             self.stats.replies += replies
             if replies:
                 self._record(

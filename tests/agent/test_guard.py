@@ -110,6 +110,23 @@ def test_cap_reached_while_queued_skips_at_turn_time(clock: Clock) -> None:
     assert g.next_turn() == ([], [])
 
 
+def test_reply_cap_counts_replies_not_turns(clock: Clock) -> None:
+    g = MentionGuard(cooldown=0.0, max_turns=10, window=60.0, max_replies=3, clock=clock)
+    g.offer(mention(1, "bob"))
+    g.next_turn()
+    g.turn_done(replies=2)  # one turn, two messages posted
+    clock.now += 1
+    assert g.offer(mention(2, "carol")) == "queued"
+    g.next_turn()
+    g.turn_done(replies=1)
+    clock.now += 1
+    assert g.offer(mention(3, "dave")) == "cap"
+    clock.now += 59  # the first turn's replies leave the window
+    assert g.offer(mention(4, "dave")) == "queued"
+
+
 def test_bad_settings_are_refused() -> None:
     with pytest.raises(ValueError, match="max_turns"):
         MentionGuard(max_turns=0)
+    with pytest.raises(ValueError, match="max_replies"):
+        MentionGuard(max_replies=0)

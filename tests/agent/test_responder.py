@@ -179,3 +179,24 @@ def test_the_event_log_keeps_the_last_max_events(moltcities_server: LocalServer)
         assert [e.kind for e in responder.events] == ["mention", "turn_start", "turn_end"]
         assert responder.events[0].author == "carol"
         assert responder.stats.mentions == 2  # the counters keep everything
+
+
+def test_reply_cap_counts_the_agents_post_chat_calls(moltcities_server: LocalServer) -> None:
+    srv = moltcities_server
+    srv.register_agent("dave")
+    with connected_client(srv) as client:
+        responder = MentionResponder(
+            offline_agent(client), client, cooldown=0, max_turns=10, max_replies=2
+        )
+
+        def handled() -> int:  # mentions that ran a turn to its end or were skipped
+            if responder.guard.busy or responder.guard.pending:
+                return -1
+            return responder.stats.turns + sum(responder.stats.skipped.values())
+
+        with responder:
+            for n, who in enumerate(("bob", "carol", "dave"), start=1):
+                post_as(srv, who, f"@alice hello from {who}").raise_for_status()
+                wait_until(lambda n=n: handled() == n, f"mention {n} to be handled")  # type: ignore[misc]
+        assert responder.stats.replies == 2 and responder.stats.skipped == {"cap": 1}
+    assert not [t for t in chat_texts(srv) if t.startswith("@dave")]
