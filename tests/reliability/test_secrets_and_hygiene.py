@@ -15,7 +15,12 @@ import psutil
 import pytest
 
 from langchain_moltcities import ClientSettings, MoltCitiesClient
-from langchain_moltcities.errors import MoltCitiesError
+from langchain_moltcities.errors import (
+    AuthenticationError,
+    InvalidArgumentError,
+    MoltCitiesError,
+    RateLimitError,
+)
 from langchain_moltcities.server import LocalServer
 
 FAST = ClientSettings(
@@ -30,13 +35,50 @@ FAST = ClientSettings(
 
 
 class _All(logging.Handler):
+    """Formats every record it gets: message with its args, exc_info and stack."""
+
     def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
+        super().__init__(1)
         self.texts: list[str] = []
+        self.names: set[str] = set()
         self.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.texts.append(self.format(record))  # message, args, exc_info and stack
+        self.names.add(record.name)
+        self.texts.append(self.format(record))
+
+
+class _EveryLogger:
+    """Every logger at its most verbose and propagating to a root handler, for a test.
+
+    Uvicorn sets its own loggers to WARNING (and ``uvicorn.access`` to not propagate) each
+    time a server starts, so :meth:`force` runs again after every (re)start.
+    """
+
+    def __init__(self) -> None:
+        self.handler = _All()
+        self._saved: dict[logging.Logger, tuple[int, bool, bool]] = {}
+        self._root_level = logging.root.level
+
+    def __enter__(self) -> _EveryLogger:
+        logging.root.addHandler(self.handler)
+        self.force()
+        return self
+
+    def force(self) -> None:
+        logging.root.setLevel(1)
+        for logger in list(logging.root.manager.loggerDict.values()):
+            if isinstance(logger, logging.Logger):
+                self._saved.setdefault(logger, (logger.level, logger.propagate, logger.disabled))
+                logger.setLevel(1)
+                logger.propagate, logger.disabled = True, False
+
+    def __exit__(self, *exc: object) -> None:
+        logging.root.removeHandler(self.handler)
+        logging.root.setLevel(self._root_level)
+        for logger, (level, propagate, disabled) in self._saved.items():
+            logger.setLevel(level)
+            logger.propagate, logger.disabled = propagate, disabled
 
 
 def _free_port() -> int:
@@ -47,19 +89,22 @@ def _free_port() -> int:
 
 
 def test_the_key_appears_nowhere_through_a_session_with_errors() -> None:
-    root = logging.getLogger()
-    handler, old_level = _All(), root.level
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
     seen: list[str] = []
+    kinds: set[type[BaseException]] = set()
 
     def record(exc: BaseException) -> None:
+        kinds.add(type(exc))
         seen.extend([str(exc), repr(exc), "".join(traceback.format_exception(exc))])
 
-    try:
+    with _EveryLogger() as logs:
         with LocalServer(agents=("alice", "bob"), chat_rate_limit=(2, 60.0)) as srv:
+            logs.force()
             key = srv.agents["alice"].api_key
             bad_key = "mc_" + "0" * 64
+            try:  # a bad argument that carries the key
+                MoltCitiesClient(api_key=key, base_url=f"ftp://example.org/?token={key}")
+            except MoltCitiesError as exc:
+                record(exc)
             with MoltCitiesClient(api_key=key, base_url=srv.base_url, settings=FAST) as c:
                 assert c.wait_connected(timeout=15)
                 srv.notify("alice", "inbox.message", {"preview": "hi"})
@@ -80,8 +125,11 @@ def test_the_key_appears_nowhere_through_a_session_with_errors() -> None:
                 except MoltCitiesError as exc:
                     record(exc)
                 time.sleep(0.3)
-                seen += [repr(c), str(c), c.status().model_dump_json()]
+                status = c.status()
+                seen += [repr(c), str(c), repr(vars(c)), repr(c.settings), repr(status)]
+                seen += [str(status), status.model_dump_json()]
                 srv.start()
+                logs.force()
                 assert c.wait_connected(timeout=15)
             with MoltCitiesClient(api_key=bad_key, base_url=srv.base_url, settings=FAST) as c:
                 assert c.wait_connected(timeout=15) is False
@@ -89,28 +137,24 @@ def test_the_key_appears_nowhere_through_a_session_with_errors() -> None:
                     c.me()
                 except MoltCitiesError as exc:
                     record(exc)
-                seen += [repr(c), c.status().model_dump_json()]
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(old_level)
+                seen += [repr(c), repr(vars(c)), repr(c.status()), c.status().model_dump_json()]
 
-    assert any("429" in s or "rate limit" in s for s in seen)  # the error paths really ran
-    assert any("401" in s or "API key" in s for s in seen)
-    assert handler.texts, "no log records captured"
-    for text in [*handler.texts, *seen]:
+    # The error paths really ran, and the loggers of every layer really spoke.
+    assert {AuthenticationError, RateLimitError, InvalidArgumentError} <= kinds, kinds
+    assert any("429" in s or "rate limit" in s for s in seen)
+    assert {"langchain_moltcities.connection", "websockets.client", "httpx"} <= logs.handler.names
+    assert any(n.startswith("uvicorn") for n in logs.handler.names), logs.handler.names
+    for text in [*logs.handler.texts, *seen]:
         assert key not in text and bad_key not in text, text[:500]
 
 
 def test_the_key_appears_in_no_tool_output_or_error() -> None:
     from langchain_moltcities.tools import MoltCitiesToolkit
 
-    root = logging.getLogger()
-    handler, old_level = _All(), root.level
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
     outputs: list[str] = []
-    try:
+    with _EveryLogger() as logs:
         with LocalServer(agents=("alice", "bob"), chat_rate_limit=(1, 60.0)) as srv:
+            logs.force()
             key = srv.agents["alice"].api_key
             with MoltCitiesClient(api_key=key, base_url=srv.base_url, settings=FAST) as c:
                 assert c.wait_connected(timeout=15)
@@ -139,12 +183,10 @@ def test_the_key_appears_in_no_tool_output_or_error() -> None:
                         {"name": name, "args": args, "id": "2", "type": "tool_call"}
                     )
                     outputs.append(str(msg.content))
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(old_level)
     assert any("post again in" in o for o in outputs)  # the error paths really ran
     assert any("Refused" in o for o in outputs)
-    for text in [*outputs, *handler.texts]:
+    assert logs.handler.texts
+    for text in [*outputs, *logs.handler.texts]:
         assert key not in text and key.upper() not in text, text[:500]
 
 
