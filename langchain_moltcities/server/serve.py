@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -49,6 +50,40 @@ def serve(
 ) -> None:
     """Start a server, print how to reach it, and block until Ctrl-C (or ``stop_event``)."""
     known = read_keys_file(keys_file) if keys_file else {}
+    waiter = stop_event or threading.Event()
+    interrupted = threading.Event()
+
+    def on_sigint(signum: int, frame: object) -> None:
+        interrupted.set()
+        waiter.set()
+
+    # Ctrl-C as a flag, not a KeyboardInterrupt that could land on any line (mid-print, or
+    # inside stop()) and end the process with 130 instead of a clean stop.
+    previous = (
+        signal.signal(signal.SIGINT, on_sigint)
+        if threading.current_thread() is threading.main_thread()
+        else None
+    )
+    try:
+        _serve(host, port, agents, keys_file, mode, idle_timeout, echo, known, waiter)
+        if interrupted.is_set():
+            echo("Stopped.")
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _serve(
+    host: str,
+    port: int,
+    agents: Sequence[str],
+    keys_file: Path | None,
+    mode: Mode,
+    idle_timeout: float,
+    echo: Callable[[str], None],
+    known: dict[str, tuple[str, str]],
+    waiter: threading.Event,
+) -> None:
     server = LocalServer(
         mode=mode,
         agents=agents,
@@ -68,11 +103,7 @@ def serve(
         if keys_file:
             echo(f"Keys written to {keys_file}")
         echo("Press Ctrl-C to stop.")
-        waiter = stop_event or threading.Event()
-        try:
-            while not waiter.wait(0.5):
-                pass
-        except KeyboardInterrupt:
-            echo("Stopping.")
+        while not waiter.wait(0.5):
+            pass
     finally:
         server.stop()
