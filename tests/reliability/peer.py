@@ -5,11 +5,22 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 
 PEER_KEY = "mc_" + "7a" * 32
+
+
+@dataclass(frozen=True)
+class RawText:
+    """Bytes sent as a *text* frame as they are (e.g. not UTF-8: a protocol violation)."""
+
+    data: bytes
+
+
+Frame = str | bytes | RawText
 
 
 class HostilePeer:
@@ -18,7 +29,7 @@ class HostilePeer:
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self._queue: asyncio.Queue[str | bytes] | None = None
+        self._queue: asyncio.Queue[Frame] | None = None
         self._server: Server | None = None
         self.connections = 0
 
@@ -49,7 +60,7 @@ class HostilePeer:
         assert self._server is not None
         return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
 
-    def send(self, *frames: str | bytes) -> None:
+    def send(self, *frames: Frame) -> None:
         """Queue frames for the current (or next) connection, thread-safe."""
         assert self._queue is not None
         for frame in frames:
@@ -73,7 +84,11 @@ class HostilePeer:
                 if not getter.done():
                     getter.cancel()
                     break
-                await ws.send(getter.result())
+                frame = getter.result()
+                if isinstance(frame, RawText):
+                    await ws.send(frame.data, text=True)
+                else:
+                    await ws.send(frame)
         except Exception:
             pass  # the client dropped us (e.g. after an oversized frame)
         finally:

@@ -11,12 +11,12 @@ import logging
 import time
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from langchain_moltcities import ClientSettings, MoltCitiesClient
 
-from .peer import PEER_KEY, HostilePeer, notification
+from .peer import PEER_KEY, Frame, HostilePeer, RawText, notification
 
 MAX_FRAME = 64 * 1024
 KNOWN_TYPES = {"connected", "notification", "chat", "presence", "pong", "subscribed", "error"}
@@ -70,8 +70,10 @@ bad_frames = st.one_of(
     ),
     st.integers(500, 30_000).map(lambda n: "[" * n + "]" * n),
     st.integers(500, 2_500).map(lambda n: '{"type":"x.deep","a":' * n + "1" + "}" * n),
-    # Binary frames that are not UTF-8.
+    # Binary frames that are not UTF-8, and text frames that are not either (a protocol
+    # error the client tolerates: the one frame is counted, the link kept).
     st.binary(min_size=1, max_size=300).filter(_not_utf8),
+    st.binary(min_size=1, max_size=300).filter(_not_utf8).map(RawText),
 )
 
 
@@ -100,6 +102,7 @@ def test_hostile_frames_never_stop_the_client() -> None:
     root.setLevel(logging.DEBUG)
     sent_bad = 0
     oversized = 0
+    not_utf8_text = 0
     try:
         with (
             HostilePeer() as peer,
@@ -141,8 +144,9 @@ def test_hostile_frames_never_stop_the_client() -> None:
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
             )
             @given(frames=st.lists(bad_frames, min_size=1, max_size=6), oversize=st.booleans())
-            def check(frames: list[str | bytes], oversize: bool) -> None:
-                nonlocal sent_bad, oversized
+            @example(frames=[RawText(b"\xff\xfe{"), b"\x80"], oversize=True)  # always covered
+            def check(frames: list[Frame], oversize: bool) -> None:
+                nonlocal sent_bad, oversized, not_utf8_text
                 before = personal()
                 peer.send(*frames)
                 deliver_marker()
@@ -154,6 +158,7 @@ def test_hostile_frames_never_stop_the_client() -> None:
                 assert after.connect_count == before.connect_count  # bad frames don't drop us
                 assert after.state == "connected"
                 sent_bad += len(frames)
+                not_utf8_text += sum(isinstance(f, RawText) for f in frames)
                 if oversize:
                     peer.send(json.dumps({"type": "x.big", "blob": "z" * (MAX_FRAME + 10)}))
                     _until(
@@ -186,4 +191,4 @@ def test_hostile_frames_never_stop_the_client() -> None:
     assert len(bad_warnings) <= 6, [r.getMessage() for r in bad_warnings]
     assert all(len(r.getMessage()) <= 400 for r in records.records)
     assert all("\n" not in r.getMessage() for r in bad_warnings)
-    assert sent_bad > 30
+    assert sent_bad > 30 and oversized > 0 and not_utf8_text > 0
