@@ -10,6 +10,7 @@ import socket
 import threading
 import time
 import traceback
+from typing import Literal
 
 import psutil
 import pytest
@@ -236,16 +237,26 @@ def test_start_close_cycles_leave_nothing_behind() -> None:
         assert (len(asyncio.all_tasks(srv._loop)) if srv._loop else 0) <= tasks_before
 
 
-def test_close_is_prompt_when_the_server_never_answers_a_close() -> None:
-    with LocalServer(mode="live", agents=("alice",)) as srv:
-        slow = FAST.model_copy(update={"close_timeout": 10.0})
+@pytest.mark.parametrize("how", ["sync", "async"])
+@pytest.mark.parametrize("silence", ["live server ignores the close", "frozen server"])
+def test_close_is_prompt_when_the_server_never_answers_a_close(how: str, silence: str) -> None:
+    mode: Literal["documented", "live"] = "live" if silence.startswith("live") else "documented"
+    with LocalServer(mode=mode, agents=("alice",)) as srv:
+        slow = FAST.model_copy(update={"close_timeout": 10.0, "pong_timeout": 30.0})
         c = MoltCitiesClient(
             api_key=srv.agents["alice"].api_key, base_url=srv.base_url, settings=slow
         )
         c.start()
         assert c.wait_connected(timeout=15)
+        if mode == "documented":
+            srv.freeze()  # half-open: nothing the client sends is read or answered
         started = time.monotonic()
-        c.close()
+        if how == "sync":
+            c.close()
+        else:
+            asyncio.run(c.aclose())
         # Correctness bound, not a benchmark: waiting out 10 s per channel would blow it.
         assert time.monotonic() - started < 5.0
         assert c.status().closed
+        assert not [t for t in threading.enumerate() if t.name.startswith("moltcities-client")]
+        srv.thaw()
