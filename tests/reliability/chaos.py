@@ -527,6 +527,16 @@ def _overflows_seen(raised: list[Any], via_link: dict[str, int]) -> int:
     return seen
 
 
+LOSS_NOTE = (
+    "Losses are allowed only in live mode, and only of two kinds: 'offline queue over 100' "
+    "(the live server keeps the newest 100 for an offline agent; every overflow whose flush "
+    "the client read must show in its `offline_queue_full` counter) and 'written to a link "
+    "that died' (the live server pushes at most once, with no ack: what it wrote into a "
+    "frozen or dropped link is gone; a loss counts so only if nothing written later on that "
+    "same link reached the consumer, since TCP keeps order). Documented mode allows none."
+)
+
+
 def main() -> int:
     seconds = float(os.environ.get("SOAK_SECONDS", "180"))
     seed = int(os.environ.get("CHAOS_SEED") or random.SystemRandom().randrange(1_000_000))
@@ -546,6 +556,8 @@ def main() -> int:
         "# Soak run\n\n"
         f"`{command}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
         "half the time in each server mode. Replay with the same seed.\n\n"
+        + LOSS_NOTE
+        + "\n\n"
         + "\n\n".join(
             "```\n"
             + r.summary()
