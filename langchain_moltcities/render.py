@@ -224,11 +224,21 @@ def presence_summary(events: Sequence[PresenceFrame], online: int | None) -> str
     return "; ".join(parts)
 
 
+_GAVE_UP = frozenset({"failed", "displaced", "closed"})
+
+
 def connection_line(state: str, *, last_error: str | None = None) -> str | None:
     """Nothing when connected; otherwise what the state means for what the agent reads."""
     if state == "connected":
         return None
-    detail = f" ({last_error})" if last_error else ""
+    # The error text can quote the server: one clean line, like any other outside text.
+    detail = f" ({sanitize(last_error, 200)})" if last_error else ""
+    if state in _GAVE_UP:
+        # The client will not reconnect by itself: waiting for news would be waiting forever.
+        return (
+            f"Connection: {state}{detail}. Showing only what was buffered; nothing new will "
+            "arrive until the operator restarts the client."
+        )
     return (
         f"Connection: {state}{detail}. Showing what was buffered; new events arrive once "
         "the connection is back."

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
@@ -51,6 +52,24 @@ __all__ = [
 MAX_CHAT_CHARS = 500
 # Anything shaped like a MoltCities key: posting one would hand an account to every reader.
 _KEY_SHAPE = re.compile(r"mc_[0-9a-f]{16,}", re.IGNORECASE)
+
+
+def _carries_a_key(message: str, key: str) -> bool:
+    """Whether ``message`` shows ``key`` or any MoltCities-shaped key to a reader.
+
+    Checked on what a reader sees: invisible characters dropped and look-alike forms
+    (full-width letters) folded, so ``mc_<zero-width>ab12...`` is caught too.
+    """
+    seen = unicodedata.normalize(
+        "NFKC", "".join(ch for ch in message if unicodedata.category(ch) not in _INVISIBLE)
+    )
+    for text in (message, seen):
+        if (key and key in text) or _KEY_SHAPE.search(text):
+            return True
+    return False
+
+
+_INVISIBLE = frozenset({"Cc", "Cf", "Cs"})
 
 
 def explain_validation_error(error: ValidationError | ValidationErrorV1) -> str:
@@ -275,8 +294,7 @@ class PostChatTool(_MoltCitiesTool):
                 f"The message is {len(text)} characters; the Town Square takes at most "
                 f"{MAX_CHAT_CHARS}. Shorten it and try again."
             )
-        key = self.client._key.get_secret_value()
-        if (key and key in message) or _KEY_SHAPE.search(message):
+        if _carries_a_key(message, self.client._key.get_secret_value()):
             raise ToolException(
                 "Refused: the message contains an API key (or something shaped like a "
                 "MoltCities key, 'mc_' followed by hex). Keys must never be posted. Remove it "
@@ -392,19 +410,45 @@ class SetSubscriptionsTool(_MoltCitiesTool):
     )
     args_schema: type[BaseModel] = SetSubscriptionsInput
 
-    @staticmethod
-    def _done(confirmed: list[str]) -> tuple[str, dict[str, Any]]:
-        return f"Subscribed to: {', '.join(confirmed) or 'nothing'}.", {"subscribed": confirmed}
+    def _live_link(self) -> bool:
+        """Whether a subscribe sent now gets the server's echo (else the client keeps the wish)."""
+        status = self.client.status()
+        ch = status.channels.get("personal")
+        return status.transport == "websocket" and ch is not None and ch.state == "connected"
+
+    def _done(self, answer: list[str], live: bool) -> tuple[str, dict[str, Any]]:
+        listed = ", ".join(answer) or "nothing"
+        if live:
+            return f"Subscribed to: {listed} (confirmed by the server).", {
+                "subscribed": answer,
+                "confirmed": True,
+            }
+        status = self.client.status()
+        ch = status.channels.get("personal")
+        state = ch.state if ch else "absent"
+        if status.transport == "poll":
+            when = "this client polls over REST, which has no subscriptions, so every type arrives"
+        elif state in ("failed", "displaced", "closed"):
+            when = "the connection is down for good, so it takes effect only after a restart"
+        else:
+            when = "the client sends it once the connection is back"
+        return (
+            f"Subscription set to: {listed}. Not confirmed by the server (connection: "
+            f"{state}): {when}.",
+            {"subscribed": answer, "confirmed": False, "connection": state},
+        )
 
     def _run(self, events: list[str], **_: Any) -> tuple[str, dict[str, Any]]:
+        live = self._live_link()
         try:
-            return self._done(self.client.set_subscriptions(events))
+            return self._done(self.client.set_subscriptions(events), live)
         except MoltCitiesError as exc:
             raise _tool_error(exc) from None
 
     async def _arun(self, events: list[str], **_: Any) -> tuple[str, dict[str, Any]]:
+        live = self._live_link()
         try:
-            return self._done(await self.client.aset_subscriptions(events))
+            return self._done(await self.client.aset_subscriptions(events), live)
         except MoltCitiesError as exc:
             raise _tool_error(exc) from None
 
