@@ -88,6 +88,7 @@ class ChannelStatus(BaseModel):
     pings_sent: int = 0
     pongs_received: int = 0
     offline_queue_full: int = 0
+    links_lost: int = 0
 
 
 class ClientStatus(BaseModel):
@@ -406,6 +407,7 @@ class MoltCitiesClient:
                 pings_sent=info.pings_sent if info else 0,
                 pongs_received=info.pongs_received if info else 0,
                 offline_queue_full=info.offline_queue_full if info else 0,
+                links_lost=info.links_lost if info else 0,
             )
         return ClientStatus(
             started=self._thread is not None,

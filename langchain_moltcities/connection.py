@@ -25,6 +25,7 @@ from websockets.exceptions import (
 )
 
 from langchain_moltcities.backoff import (
+    CLOSE_ABNORMAL,
     Action,
     Backoff,
     Decision,
@@ -100,6 +101,9 @@ class ChannelInfo:
     # Connects whose back-log hit the live server's offline-queue limit: older notifications
     # raised while we were away may have been dropped by the server.
     offline_queue_full: int = 0
+    # Connections that ended without a close frame (dropped, or declared half-open): the live
+    # server pushes at most once, so what it wrote into such a link may be lost.
+    links_lost: int = 0
 
 
 _BAD_FRAMES_LOGGED = 5
@@ -448,6 +452,8 @@ class Channel:
                 "bytes); reconnecting"
             )
             _log.warning("%s channel: %s", self.name, self.info.last_error)
+        if self._dead_reason or code is None or code == CLOSE_ABNORMAL:
+            self.info.links_lost += 1
         if self._dead_reason:
             self.info.last_error = self._dead_reason
             return decide_network_error(self._dead_reason)

@@ -137,6 +137,10 @@ class ChaosReport:
     client_overflow_dropped: int = 0
     # Offline-queue overflows whose whole flush the client read (so it must have reported).
     queue_overflows_seen: int = 0
+    # Links the client had (one reached the consumer) that died holding lost notifications,
+    # against the client's count of links that ended without a close frame.
+    lossy_links: int = 0
+    client_links_lost: int = 0
     # What the client's status says it took in minus what is still unread or was dropped,
     # against what the consumer actually read: the status counters must tell the truth.
     client_accounted: int = 0
@@ -172,6 +176,11 @@ class ChaosReport:
                     f"the server's offline queue overflowed {self.queue_overflows_seen} times "
                     f"before a flush the client read, but the client reported "
                     f"{self.client_offline_queue_full}"
+                )
+            if self.client_links_lost < self.lossy_links:
+                out.append(
+                    f"{self.lossy_links} links died holding notifications, but the client "
+                    f"counted {self.client_links_lost} lost links"
                 )
         if self.client_overflow_dropped:
             out.append(f"{self.client_overflow_dropped} items dropped for buffer overflow")
@@ -210,7 +219,8 @@ class ChaosReport:
                 f"{self.max_retry_attempt}",
                 f"client: redeliveries deduplicated {self.client_duplicates_dropped}, "
                 f"offline-queue-full reports {self.client_offline_queue_full} (overflows "
-                f"seen {self.queue_overflows_seen}); max unread "
+                f"seen {self.queue_overflows_seen}), links lost {self.client_links_lost} "
+                f"(lossy {self.lossy_links}); max unread "
                 f"{self.max_pending}, max queued acks {self.max_pending_acks}, RSS growth "
                 f"{self.rss_growth_mb:.1f} MB",
             ]
@@ -421,6 +431,7 @@ def run_chaos(
         personal = status.channels["personal"]
         report.client_duplicates_dropped = personal.duplicates_dropped
         report.client_offline_queue_full = personal.offline_queue_full
+        report.client_links_lost = personal.links_lost
         report.client_invalid_frames = sum(c.invalid_frames for c in status.channels.values())
         report.client_overflow_dropped = sum(c.overflow_dropped for c in status.channels.values())
         report.client_accounted = personal.received - personal.overflow_dropped - personal.pending
@@ -463,6 +474,7 @@ def _balance(
         if n.id in seen_notes:  # the socket frame's id (a fallback poll yields the REST id)
             for conn in n.sent_to:
                 via_link[conn] = max(via_link.get(conn, -1), index)
+    lossy: set[str] = set()
     for index, n in enumerate(raised):
         if index in per_notification:
             continue
@@ -477,11 +489,13 @@ def _balance(
         ):
             # At-most-once: written to a link that then died (live pushes are not stored).
             report.losses_by_cause["written to a link that died"] += 1
+            lossy.update(conn for conn in n.sent_to if conn in via_link)
         else:
             report.losses_by_cause["unexplained"] += 1
             report.losses_unexplained.append(f"{n.id} ({n.event.event_type}, sent to {ends})")
 
     report.queue_overflows_seen = _overflows_seen(raised, via_link)
+    report.lossy_links = len(lossy)
 
     chat_ids = [m.id for m in state.chat]
     report.chat_posted = len(chat_ids)

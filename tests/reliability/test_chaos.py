@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from .chaos import Mode, run_chaos
+from .chaos import Mode, describe_schedule, run_chaos
 
 SEED = int(os.environ.get("CHAOS_SEED", "20260214"))
 
@@ -19,8 +19,9 @@ SEED = int(os.environ.get("CHAOS_SEED", "20260214"))
 @pytest.mark.parametrize("mode", ["documented", "live"])
 def test_chaos_books_balance(mode: Mode) -> None:
     report = run_chaos(mode, SEED, duration=14.0)
-    print(report.summary())
-    assert report.problems() == [], report.summary()
+    replay = f"{report.summary()}\n{describe_schedule(report.seed, report.schedule)}"
+    print(replay)
+    assert report.problems() == [], replay
     # The run really was chaotic: every kind of fault, thousands of notifications, chat.
     assert {r.fault.kind for r in report.faults} >= {
         "drop",
@@ -40,5 +41,6 @@ def test_chaos_books_balance(mode: Mode) -> None:
         assert report.losses_by_cause["offline queue over 100"] > 0
         assert report.client_offline_queue_full > 0
         assert report.queue_overflows_seen > 0  # the per-overflow check had something to check
+        assert report.lossy_links > 0  # and so had the lost-links one
     # Bounded: the consumer keeps up, acks don't pile up without limit.
     assert report.max_pending <= 5000
