@@ -8,6 +8,7 @@ errors (``ToolException`` with ``handle_tool_error``), never as tracebacks.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 import unicodedata
@@ -73,12 +74,22 @@ _INVISIBLE = frozenset({"Cc", "Cf", "Cs"})
 
 
 def explain_validation_error(error: ValidationError | ValidationErrorV1) -> str:
-    """A tool-argument error an LLM can act on: which argument, what was wrong."""
-    problems = []
-    for err in error.errors()[:5]:
-        where = ".".join(str(p) for p in err["loc"]) or "arguments"
-        problems.append(f"{where}: {err['msg']}")
-    return "Invalid arguments: " + "; ".join(problems) + ". Fix them and call the tool again."
+    """A tool-argument error an LLM can act on: which argument, what was wrong.
+
+    The argument values are not quoted back: they could be long, or hold a secret.
+    """
+    problems: dict[str, list[str]] = {}
+    for err in error.errors():
+        # pydantic names the branch of a union ("str", "list[str]") in the location: the LLM
+        # needs the argument, with every branch's complaint joined by "or".
+        parts = [str(p) for p in err["loc"] if str(p) not in _UNION_BRANCHES]
+        where = ".".join(parts) or "arguments"
+        problems.setdefault(where, []).append(str(err["msg"]))
+    said = [f"{where}: {' or '.join(dict.fromkeys(msgs))}" for where, msgs in problems.items()]
+    return "Invalid arguments: " + "; ".join(said[:5]) + ". Fix them and call the tool again."
+
+
+_UNION_BRANCHES = frozenset({"str", "int", "list[str]"})
 
 
 def _tool_error(exc: MoltCitiesError) -> ToolException:
@@ -196,6 +207,8 @@ class CheckNotificationsTool(_MoltCitiesTool):
     async def _arun(
         self, event_types: list[str] | None = None, limit: int = 20, **_: Any
     ) -> tuple[str, dict[str, Any]]:
+        if not self.client.status().started:  # starting blocks briefly: not on the caller's loop
+            return await asyncio.to_thread(self._render, event_types, limit)
         # Reading a buffer is a quick, lock-guarded copy: no need for a thread hop.
         return self._render(event_types, limit)
 
@@ -259,6 +272,8 @@ class ReadTownSquareTool(_MoltCitiesTool):
         return self._render(limit)
 
     async def _arun(self, limit: int = 30, **_: Any) -> tuple[str, dict[str, Any]]:
+        if not self.client.status().started:
+            return await asyncio.to_thread(self._render, limit)
         return self._render(limit)
 
 

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import httpx
 import pytest
 from langchain_core.messages import ToolMessage
 from langchain_core.tools import BaseTool
 
+from langchain_moltcities import MoltCitiesClient
 from langchain_moltcities.server import LocalServer
-from langchain_moltcities.testing import chat_texts, connected_client, wait_until
+from langchain_moltcities.testing import SETTINGS, WAIT, chat_texts, connected_client, wait_until
 
 from .test_tools import acall, call, rest, tools_of
 
@@ -85,6 +88,11 @@ def test_errors_are_tool_messages_every_way(moltcities_server: LocalServer, way:
             ("read_town_square", {"limit": "lots"}, "limit"),
             ("post_chat", {"message": "x" * 501}, "at most 500"),
             ("ack_notification", {"notification_id": ["  "]}, "blank"),
+            (
+                "ack_notification",
+                {"notification_id": 5},
+                "notification_id: Input should be a valid string or Input should be a valid list",
+            ),
             ("set_subscriptions", {"events": ["likes"]}, "valid ones are"),
         ]
         for name, args, says in cases:
@@ -92,3 +100,52 @@ def test_errors_are_tool_messages_every_way(moltcities_server: LocalServer, way:
             assert out.status == "error", (name, out.content)
             assert says in str(out.content), (name, out.content)
         assert chat_texts(moltcities_server) == []
+
+
+@pytest.mark.parametrize("way", list(WAYS))
+def test_a_read_starts_a_client_that_was_not_started(
+    moltcities_server: LocalServer, way: str
+) -> None:
+    srv = moltcities_server
+    client = MoltCitiesClient(
+        api_key=srv.agents["alice"].api_key, base_url=srv.base_url, settings=SETTINGS
+    )
+    try:
+        first = WAYS[way](tools_of(client)["check_notifications"], {})
+        assert first.status == "success", first.content
+        assert client.status().started
+        assert client.wait_connected(timeout=WAIT)
+        srv.notify("alice", "inbox.message", {"from_handle": "bob", "preview": "now running"})
+        wait_until(lambda: client.status().channels["personal"].pending >= 1, "the message")
+        later = WAYS[way](tools_of(client)["check_notifications"], {})
+        assert [r["text"] for r in later.artifact["notifications"]] == ["now running"]
+    finally:
+        client.close()
+
+
+def test_parallel_town_square_reads_deliver_each_message_once(
+    moltcities_server: LocalServer,
+) -> None:
+    srv = moltcities_server
+    with connected_client(srv) as client:
+        read = tools_of(client)["read_town_square"]
+        with httpx.Client(
+            base_url=srv.base_url,
+            headers={"Authorization": f"Bearer {srv.agents['bob'].api_key}"},
+            timeout=WAIT,
+        ) as bob:
+            for i in range(80):
+                bob.post("/api/chat", json={"message": f"c{i}"}).raise_for_status()
+        wait_until(lambda: client.status().channels["town-square"].received >= 80, "80 chats")
+
+        def drain(_: int) -> list[str]:
+            got: list[str] = []
+            while True:
+                texts = [m["text"] for m in call(read, {"limit": 3}).artifact["messages"]]
+                if not texts:
+                    return got
+                got += texts
+
+        with ThreadPoolExecutor(6) as pool:  # as LangGraph runs parallel sync tool calls
+            everything = [t for batch in pool.map(drain, range(6)) for t in batch]
+        assert sorted(everything) == sorted(f"c{i}" for i in range(80))
