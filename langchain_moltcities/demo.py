@@ -240,6 +240,7 @@ class _StateWatcher:
 
     def _run(self) -> None:
         last: dict[str, str] = {}
+        connects: dict[str, int] = {}
         received: dict[str, int] = {}
         online: int | None = None
         while not self._stop.wait(0.05):
@@ -255,7 +256,11 @@ class _StateWatcher:
                 if last.get(name) not in (None, ch.state):
                     text = f"{name}: {last[name]} -> {ch.state} (connects: {ch.connect_count})"
                     self.log(AGENT_HANDLE, "connection", text, "blue")
-                last[name] = ch.state
+                elif ch.connect_count > connects.get(name, ch.connect_count):
+                    # Down and up again between two looks: still worth a line.
+                    text = f"{name}: reconnected (connects: {ch.connect_count})"
+                    self.log(AGENT_HANDLE, "connection", text, "blue")
+                last[name], connects[name] = ch.state, ch.connect_count
 
     def __enter__(self) -> _StateWatcher:
         self._thread.start()

@@ -36,7 +36,7 @@ def test_demo_runs_offline_and_exits_zero() -> None:
     assert "offline, rule-based stand-in model" in out
     assert "calls post_chat" in out and "replied" in out
     assert "notification(s) arrived" in out and "agent(s) online" in out
-    assert "drops all" in out and "backing_off -> connected" in out
+    assert "drops all" in out and "(connects: 2)" in out  # the drop, and the reconnect
     assert "What happened" in out
 
 
