@@ -28,6 +28,9 @@ from langchain_moltcities.server.state import ServerState
 
 T = TypeVar("T")
 _KEY_RE = re.compile(r"mc_[A-Za-z0-9]+")
+# Keys of any shape (a keys file may hold anything) in a query string or a Bearer header.
+_QUERY_KEY_RE = re.compile(r"(?i)\b((?:token|api_key|key)=)[^&\s'\"]+")
+_BEARER_RE = re.compile(r"(?i)(bearer\s+)[^\s'\"]+")
 _CLOSE_REASONS = {4000: "Connection timeout", 4003: "New connection opened"}
 
 
@@ -36,9 +39,11 @@ class _RedactKeys(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        if "mc_" in message:
-            record.msg = _KEY_RE.sub("mc_***", message)
-            record.args = None
+        redacted = _KEY_RE.sub("mc_***", message)
+        redacted = _QUERY_KEY_RE.sub(r"\1***", redacted)
+        redacted = _BEARER_RE.sub(r"\1***", redacted)
+        if redacted != message:
+            record.msg, record.args = redacted, None
         return True
 
 
