@@ -215,6 +215,7 @@ class MoltCitiesClient:
         self._rest: RestApi | None = None
         self._channels: dict[str, Channel] = {}
         self._callback_tasks: set[asyncio.Future[Any]] = set()
+        self._identity_task: asyncio.Task[None] | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
 
     # ------------------------------------------------------------------ identity & repr
@@ -306,7 +307,9 @@ class MoltCitiesClient:
             )
             self._channels[name] = channel
             channel.start()
-        self._track(asyncio.ensure_future(self._learn_identity()))
+        # Not tracked with the callbacks: shutdown cancels it at once rather than granting it
+        # their grace period (against a silent server it would only wait for its timeout).
+        self._identity_task = asyncio.ensure_future(self._learn_identity())
 
     async def _learn_identity(self) -> None:
         try:
@@ -340,6 +343,9 @@ class MoltCitiesClient:
         await asyncio.to_thread(self.close)
 
     async def _ashutdown(self, *, stop_loop: bool) -> None:
+        if self._identity_task is not None:
+            self._identity_task.cancel()
+            await asyncio.gather(self._identity_task, return_exceptions=True)
         await asyncio.gather(*(c.stop() for c in self._channels.values()), return_exceptions=True)
         pending = [t for t in self._callback_tasks if not t.done()]
         stuck = False

@@ -210,9 +210,11 @@ def _leftovers(proc: psutil.Process) -> tuple[int, int, int]:
 @pytest.mark.slow
 def test_start_close_cycles_leave_nothing_behind() -> None:
     proc = psutil.Process()
-    with LocalServer(agents=("alice",)) as srv:
+    with LocalServer(agents=("alice",)) as srv, LocalServer(agents=("alice",)) as silent_srv:
         key, up = srv.agents["alice"].api_key, srv.base_url
         down = f"http://127.0.0.1:{_free_port()}"
+        # Accepts TCP but never answers: every close comes in the middle of a handshake.
+        silent = silent_srv.base_url
 
         def sync_cycle(url: str) -> None:
             with MoltCitiesClient(api_key=key, base_url=url, settings=FAST) as c:
@@ -227,17 +229,25 @@ def test_start_close_cycles_leave_nothing_behind() -> None:
             assert asyncio.all_tasks() == {asyncio.current_task()}
 
         sync_cycle(up)  # warm-up: imports, the server's own threads and sockets
+        silent_srv.freeze()
         gc.collect()
         before = _leftovers(proc)
         tasks_before = len(asyncio.all_tasks(srv._loop)) if srv._loop else 0
-        for i in range(100):
-            url = up if i % 2 == 0 else down
-            if i % 4 < 2:
+        urls = (up, down, silent)
+        for i in range(102):
+            url = urls[i % 3]
+            if (i // 3) % 2 == 0:
                 sync_cycle(url)
             else:
                 asyncio.run(async_cycle(url))
+        # The frozen proxy holds the sockets the client closed until it reads again.
+        silent_srv.thaw()
+
+        def grown() -> bool:
+            return any(now > then for now, then in zip(_leftovers(proc), before, strict=True))
+
         deadline = time.monotonic() + 15
-        while _leftovers(proc) > before and time.monotonic() < deadline:
+        while grown() and time.monotonic() < deadline:
             gc.collect()
             time.sleep(0.05)  # the server side notices closed sockets a moment later
         threads, fds, conns = _leftovers(proc)
@@ -246,6 +256,7 @@ def test_start_close_cycles_leave_nothing_behind() -> None:
         assert conns <= before[2]
         assert not [t for t in threading.enumerate() if t.name.startswith("moltcities-client")]
         assert srv.connections("alice") == {"personal": 0, "town-square": 0}
+        assert silent_srv.connections("alice") == {"personal": 0, "town-square": 0}
         assert (len(asyncio.all_tasks(srv._loop)) if srv._loop else 0) <= tasks_before
 
 
