@@ -26,6 +26,7 @@ __all__ = [
     "ConnectedFrame",
     "ErrorFrame",
     "InvalidFrame",
+    "KnownFrame",
     "MeResponse",
     "NotificationFrame",
     "NotificationsPage",
@@ -364,7 +365,7 @@ class InvalidFrame(_Frame):
     raw: str = ""
 
 
-ServerFrame = (
+KnownFrame = (
     ConnectedFrame
     | NotificationFrame
     | PongFrame
@@ -372,9 +373,8 @@ ServerFrame = (
     | ErrorFrame
     | ChatFrame
     | PresenceFrame
-    | UnknownFrame
-    | InvalidFrame
 )
+ServerFrame = KnownFrame | UnknownFrame | InvalidFrame
 
 _SERVER_MODELS: dict[str, type[_Frame]] = {
     "connected": ConnectedFrame,
@@ -394,25 +394,8 @@ def _cut(text: str) -> str:
 # Every well-formed frame of a known type takes this path: pydantic-core reads the JSON and
 # picks the model by ``type`` in one native pass, which costs less than ``json.loads`` alone.
 # Anything it rejects goes the slow way, which says precisely what was wrong.
-_KNOWN_FRAME: TypeAdapter[
-    ConnectedFrame
-    | NotificationFrame
-    | PongFrame
-    | SubscribedFrame
-    | ErrorFrame
-    | ChatFrame
-    | PresenceFrame
-] = TypeAdapter(
-    Annotated[
-        ConnectedFrame
-        | NotificationFrame
-        | PongFrame
-        | SubscribedFrame
-        | ErrorFrame
-        | ChatFrame
-        | PresenceFrame,
-        Field(discriminator="type"),
-    ]
+_KNOWN_FRAME: TypeAdapter[KnownFrame] = TypeAdapter(
+    Annotated[KnownFrame, Field(discriminator="type")]
 )
 
 _KNOWN_VALIDATOR = _KNOWN_FRAME.validator
