@@ -458,14 +458,20 @@ class MentionResponder:
             _log.info("mention responder: no Town Square context this turn: %s", exc)
             return []
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """Stop taking mentions; a running turn finishes first (up to ``timeout``)."""
+    def _begin_stop(self) -> bool:
+        """Stop taking mentions and wake the loop; False if it wasn't running."""
         if not self._running:
-            return
+            return False
         self._stopping = True
         with contextlib.suppress(MoltCitiesError):
             self.client.remove_mention_listener(self._on_mention)
         self._signal()
+        return True
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop taking mentions; a running turn finishes first (up to ``timeout``)."""
+        if not self._begin_stop():
+            return
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
@@ -518,12 +524,8 @@ class MentionResponder:
 
     async def astop(self, timeout: float = 30.0) -> None:  # noqa: ASYNC109 (mirrors stop)
         """Async twin of :meth:`stop`."""
-        if not self._running:
+        if not self._begin_stop():
             return
-        self._stopping = True
-        with contextlib.suppress(MoltCitiesError):
-            self.client.remove_mention_listener(self._on_mention)
-        self._signal()
         if self._task is not None:
             try:
                 await asyncio.wait_for(self._task, timeout)
