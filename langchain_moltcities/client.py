@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import inspect
 import ipaddress
 import logging
@@ -46,6 +47,8 @@ from langchain_moltcities.protocol import (
 from langchain_moltcities.redact import redact
 from langchain_moltcities.rest import RestApi
 from langchain_moltcities.settings import ClientSettings, api_key_from_env, base_url_from_env
+from langchain_moltcities.state import AgentState, StateSpec, open_store
+from langchain_moltcities.state.client_state import ClientStateKeeper, resolve_agent_key
 
 __all__ = ["ChannelStatus", "ClientStatus", "MentionCallback", "MoltCitiesClient"]
 
@@ -162,6 +165,7 @@ class MoltCitiesClient:
         transport: str = "websocket",
         settings: ClientSettings | None = None,
         allow_insecure: bool = False,
+        state: StateSpec = None,
     ) -> None:
         key = (
             api_key
@@ -217,6 +221,9 @@ class MoltCitiesClient:
         self._callback_tasks: set[asyncio.Future[Any]] = set()
         self._identity_task: asyncio.Task[None] | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        # What survives a restart (state=path or a StateStore); in memory by default.
+        self._store, self._own_store = open_store(state)
+        self._keeper: ClientStateKeeper | None = None
 
     # ------------------------------------------------------------------ identity & repr
 
@@ -243,6 +250,11 @@ class MoltCitiesClient:
     @property
     def handle(self) -> str | None:
         return self._handle
+
+    @property
+    def agent_state(self) -> AgentState | None:
+        """This agent's stored state (set once the client has started)."""
+        return self._keeper.state if self._keeper is not None else None
 
     @property
     def subscriptions(self) -> list[str] | None:
@@ -295,6 +307,11 @@ class MoltCitiesClient:
     async def _astart(self) -> None:
         s = self.settings
         self._rest = RestApi(self._rest_base, self._key, timeout=s.request_timeout)
+        keeper = self._keeper = ClientStateKeeper(
+            self._store,
+            await resolve_agent_key(self._store, self._key.get_secret_value(), self._ame),
+        )
+        keeper.prime_buffers(self._notifications, self._town, self._acked)
         for name in self._channel_names:
             channel = Channel(
                 name,
@@ -306,7 +323,10 @@ class MoltCitiesClient:
                 transport=self._transport,
             )
             self._channels[name] = channel
+        await keeper.prime_channels(self._channels)
+        for channel in self._channels.values():
             channel.start()
+        keeper.start(self._channels, self._town)
         # Not tracked with the callbacks: shutdown cancels it at once rather than granting it
         # their grace period (against a silent server it would only wait for its timeout).
         self._identity_task = asyncio.ensure_future(self._learn_identity())
@@ -325,6 +345,8 @@ class MoltCitiesClient:
             self._closed = True
             loop, thread = self._loop, self._thread
         if loop is None or thread is None:
+            if self._own_store:
+                self._store.close()
             return
         if threading.current_thread() is thread:
             # Called from a callback on our own loop: we can't join ourselves; finish in the loop.
@@ -347,6 +369,10 @@ class MoltCitiesClient:
             self._identity_task.cancel()
             await asyncio.gather(self._identity_task, return_exceptions=True)
         await asyncio.gather(*(c.stop() for c in self._channels.values()), return_exceptions=True)
+        if self._keeper is not None:
+            await self._keeper.stop(self._channels, self._town)
+        if self._own_store:
+            await asyncio.to_thread(self._store.close)
         pending = [t for t in self._callback_tasks if not t.done()]
         stuck = False
         if pending:
@@ -463,14 +489,23 @@ class MoltCitiesClient:
         ``event_types`` keeps only those types (documented or live names); others stay unread.
         """
         kinds = None if event_types is None else _check_events(event_types)
-        return self._notifications.read(_check_limit(limit), kinds)
+        result = self._notifications.read(_check_limit(limit), kinds)
+        if self._keeper is not None and result.items:
+            aliases = {f.id: _rest_aliases(f) for f in result.items}
+            again = self._keeper.notifications_read(result.items, aliases)
+            if again:
+                result = dataclasses.replace(result, redelivered=again)
+        return result
 
     def read_town_square(
         self, limit: int | None = None, kinds: Sequence[str] | str | None = None
     ) -> ReadResult[TownSquareItem]:
         """Unread Town Square events (``chat`` and ``presence``), oldest first."""
         wanted = None if kinds is None else _check_town_kinds(kinds)
-        return self._town.read(_check_limit(limit), wanted)
+        result = self._town.read(_check_limit(limit), wanted)
+        if self._keeper is not None and result.items:
+            self._keeper.chat_read(result.items)
+        return result
 
     # ------------------------------------------------------------------ mentions
 
@@ -511,6 +546,8 @@ class MoltCitiesClient:
         if frame.id in self._dispatched or self._is_own(frame):
             return
         self._dispatched.add(frame.id)
+        if self._keeper is not None:
+            self._keeper.mention_received(frame)
         loop = asyncio.get_running_loop()
         for cb in list(self._listeners):
             if _is_async_callable(cb):
@@ -608,12 +645,18 @@ class MoltCitiesClient:
     async def _aack(self, ids: list[str]) -> None:
         for nid in ids:
             self._acked.add(nid)
+        if self._keeper is not None:
+            await self._keeper.before_ack(ids)
         personal = self._channels.get("personal")
         if personal is None:
             for nid in ids:
                 await self._rest_api().mark_read(nid)
+            if self._keeper is not None:
+                self._keeper.after_ack(ids, set())
             return
         await personal.ack(ids)
+        if self._keeper is not None:
+            self._keeper.after_ack(ids, personal.unsent_acks())
 
     async def _aset_subscriptions(self, events: list[str]) -> list[str]:
         personal = self._channels.get("personal")
@@ -622,10 +665,15 @@ class MoltCitiesClient:
                 "subscriptions apply to the personal channel, which this client does not open; "
                 "include 'personal' in channels"
             )
+        if self._keeper is not None:
+            self._keeper.subscriptions_set(events)
         return await personal.subscribe(events)
 
     async def _apost_chat(self, message: str) -> ChatFrame:
-        return await self._rest_api().post_chat(message)
+        posted = await self._rest_api().post_chat(message)
+        if self._keeper is not None:
+            self._keeper.own_post(posted)
+        return posted
 
     async def _achat_history(self, after: str | None, limit: int | None) -> list[ChatFrame]:
         page = await self._rest_api().chat_history(after=after, limit=limit)

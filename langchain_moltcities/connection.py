@@ -254,6 +254,30 @@ class Channel:
     def pending_acks(self) -> int:
         return len(self._pending_acks)
 
+    def unsent_acks(self) -> set[str]:
+        return set(self._pending_acks)
+
+    # ------------------------------------------------------------------ stored cursor
+
+    @property
+    def chat_cursor(self) -> str | None:
+        """Time of the newest chat known here (held at a gap's start while back-filling)."""
+        return self._chat_cursor
+
+    def start_chat_cursor(self) -> str:
+        """Start the Town Square cursor at "now"; the first connect back-fills from it."""
+        if self._chat_cursor is None:
+            self._chat_cursor = _now_iso()
+            self._chat_cursor_dt = parse_timestamp(self._chat_cursor)
+        return self._chat_cursor
+
+    def resume_chat_from(self, cursor: str) -> None:
+        """Start at a stored cursor: the first connect back-fills the chat posted since."""
+        dt = parse_timestamp(cursor)
+        if dt is not None:
+            self._chat_cursor, self._chat_cursor_dt = cursor, dt
+            self._cursor_from_server = True
+
     async def subscribe(self, events: Sequence[str]) -> list[str]:
         """Set the subscription (re-sent after every reconnect); the server's echo if connected."""
         self._desired_subscriptions = list(events)

@@ -25,12 +25,14 @@ class ReadResult(Generic[T]):
     """What one read returns.
 
     ``items`` oldest first; ``remaining`` unread items left after this read (all types);
-    ``dropped`` items lost to overflow since the previous read.
+    ``dropped`` items lost to overflow since the previous read; ``redelivered`` ids of items
+    shown before a restart and not acknowledged (with a persistent ``state``).
     """
 
     items: list[T] = field(default_factory=list)
     remaining: int = 0
     dropped: int = 0
+    redelivered: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -162,6 +164,20 @@ class DeliveryBuffer(Generic[T]):
     def pending(self) -> int:
         with self._lock:
             return len(self._unread)
+
+    def remember(self, ids: Collection[str]) -> None:
+        """Treat ``ids`` as seen (e.g. what a previous run already delivered)."""
+        with self._lock:
+            for item_id in ids:
+                self._seen.add(item_id)
+
+    def first(self, kind: str) -> T | None:
+        """The oldest unread item of ``kind``, left unread."""
+        with self._lock:
+            for item, _, k in self._unread:
+                if k == kind:
+                    return item
+            return None
 
     def counters(self) -> BufferCounters:
         with self._lock:

@@ -184,6 +184,12 @@ class CheckNotificationsTool(_MoltCitiesTool):
             fence = new_fence()
             lines.append(f"{len(items)} new notification(s), times UTC. {fence.note}")
             lines.append(fence.wrap(notification_lines(items)))
+            if result.redelivered:
+                again = ", ".join(f.id for f in items if f.id in result.redelivered)
+                lines.append(
+                    f"Re-delivered (shown to you before a restart, never acknowledged; handle "
+                    f"each unless you already did): {again}."
+                )
             lines.append("Acknowledge handled ones with ack_notification.")
         else:
             lines.append("No new notifications.")
@@ -192,7 +198,10 @@ class CheckNotificationsTool(_MoltCitiesTool):
         if result.dropped:
             lines.append(f"{result.dropped} older notification(s) were dropped (buffer full).")
         artifact = {
-            "notifications": [notification_record(n) for n in items],
+            "notifications": [
+                {**notification_record(n), "redelivery": n.id in result.redelivered}
+                for n in items
+            ],
             "remaining": result.remaining,
             "dropped": result.dropped,
             "connection": ch.state if ch else "absent",
