@@ -29,6 +29,8 @@ from langchain_moltcities.client import MoltCitiesClient
 from langchain_moltcities.errors import MoltCitiesError
 from langchain_moltcities.protocol import ChatFrame, NotificationFrame
 from langchain_moltcities.render import chat_lines, new_fence, notification_lines
+from langchain_moltcities.state import StateSpec, open_store
+from langchain_moltcities.state.responder_state import ResponderStateKeeper
 
 __all__ = [
     "GuardVerdict",
@@ -103,6 +105,22 @@ class MentionGuard:
         self._replies: deque[float] = deque()
         self._current: list[str] = []
         self.busy = False
+
+    def remember(self, mention_id: str) -> None:
+        """Treat ``mention_id`` as seen (handled before a restart)."""
+        self._remember(mention_id)
+
+    def windows(self) -> tuple[list[float], list[float], dict[str, float]]:
+        """(turn times, reply times, last answer time per author), on the guard's clock."""
+        return list(self._turns), list(self._replies), dict(self._answered)
+
+    def restore(
+        self, *, turns: list[float], replies: list[float], answered: dict[str, float]
+    ) -> None:
+        """Carry windows and cooldowns over from a previous run (on this guard's clock)."""
+        self._turns.extend(sorted(turns))
+        self._replies.extend(sorted(replies))
+        self._answered.update(answered)
 
     def _remember(self, mention_id: str) -> None:
         if len(self._seen) == self._seen.maxlen:
@@ -300,6 +318,7 @@ class MentionResponder:
         on_event: Callable[[ResponderEvent], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         max_events: int = 10_000,
+        state: StateSpec = None,
     ) -> None:
         if max_events < 1:
             raise ValueError("max_events must be >= 1")
@@ -328,6 +347,9 @@ class MentionResponder:
         self._async_wake: asyncio.Event | None = None
         self._t0 = clock()
         self._running = False
+        # Persistence: the client's state unless ``state`` names another store.
+        self._state_spec = state
+        self._keeper: ResponderStateKeeper | None = None
 
     # ------------------------------------------------------------------ intake
 
@@ -351,10 +373,18 @@ class MentionResponder:
     def _on_mention(self, frame: NotificationFrame) -> None:
         # Runs in the client's worker thread: decide quickly, wake the loop, return.
         mention = Mention.from_frame(frame, self._clock())
+        keeper = self._keeper
         with self._lock:
+            if keeper is not None and keeper.is_done(frame):
+                return
             verdict = self.guard.offer(mention)
             if verdict == "duplicate":
                 return
+            if keeper is not None:
+                if verdict == "queued":
+                    keeper.received(frame)
+                elif verdict != "own":
+                    keeper.skipped(mention, verdict)
             if verdict == "queued":
                 self.stats.mentions += 1
                 self._record(ResponderEvent(self._now(), "mention", mention.author, [mention.id]))
@@ -428,6 +458,7 @@ class MentionResponder:
             return self
         self._running, self._stopping = True, False
         self.client.start()
+        self._open_state()
         self.client.add_mention_listener(self._on_mention)
         self._thread = threading.Thread(
             target=self._thread_main, name="moltcities-mentions", daemon=True
@@ -436,18 +467,21 @@ class MentionResponder:
         return self
 
     def _thread_main(self) -> None:
+        self._recover_sync()
         while not self._stopping:
             self._wake.wait(0.5)
             self._wake.clear()
             while not self._stopping and (batch := self._take_batch()):
                 result, error = None, None
                 try:
+                    self._turn_started(batch)
                     context = self._context_sync()
                     result = self.agent.invoke(self._input(batch, context), self._config)
                 except Exception as exc:
                     error = exc
                     _log.warning("mention responder: the agent failed: %r", exc)
                 self._finish(batch, result, error)
+                self._turn_finished(batch)
 
     def _context_sync(self) -> list[ChatFrame]:
         if self.context_messages <= 0:
@@ -493,12 +527,14 @@ class MentionResponder:
         self._loop = asyncio.get_running_loop()
         self._async_wake = asyncio.Event()
         await asyncio.to_thread(self.client.start)
+        await asyncio.to_thread(self._open_state)
         self.client.add_mention_listener(self._on_mention)
         self._task = asyncio.create_task(self._task_main(), name="moltcities-mentions")
         return self
 
     async def _task_main(self) -> None:
         assert self._async_wake is not None
+        await asyncio.to_thread(self._recover_sync)
         while not self._stopping:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._async_wake.wait(), 0.5)
@@ -506,12 +542,14 @@ class MentionResponder:
             while not self._stopping and (batch := self._take_batch()):
                 result, error = None, None
                 try:
+                    await asyncio.to_thread(self._turn_started, batch)
                     context = await self._context_async()
                     result = await self.agent.ainvoke(self._input(batch, context), self._config)
                 except Exception as exc:
                     error = exc
                     _log.warning("mention responder: the agent failed: %r", exc)
                 self._finish(batch, result, error)
+                await asyncio.to_thread(self._turn_finished, batch)
 
     async def _context_async(self) -> list[ChatFrame]:
         if self.context_messages <= 0:
@@ -542,6 +580,64 @@ class MentionResponder:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.astop()
+
+    # ------------------------------------------------------------------ persistence
+
+    def _open_state(self) -> None:
+        if self._keeper is not None:
+            return
+        if self._state_spec is None:
+            state = self.client.agent_state
+        else:
+            store, _ = open_store(self._state_spec)
+            state = store.agent(self.client.agent_id or self.client.me().agent.id)
+        if state is None:
+            return
+        keeper = ResponderStateKeeper(state, self.guard, self._clock)
+        with self._lock:
+            keeper.restore_guard()
+        self._keeper = keeper
+
+    def _recover_sync(self) -> None:
+        """Settle a turn a crash cut short, then offer the mentions never handled."""
+        keeper = self._keeper
+        if keeper is None:
+            return
+        turn = keeper.unfinished_turn()
+        delay = 0.2
+        while turn is not None and not self._stopping:
+            try:
+                chat = self.client.chat_history(after=turn.get("after"), limit=200)
+            except MoltCitiesError as exc:
+                # Until the chat can say whether the reply went out, neither answer again nor
+                # drop the mentions: wait and ask again.
+                _log.info("mention responder: can't check the interrupted turn yet: %s", exc)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            me = {x.lower() for x in self._own_ids()} | self._own_ids()
+            with self._lock:
+                replied = keeper.settle_turn(turn, chat, me)
+            _log.info(
+                "mention responder: the turn cut short by a restart had %s",
+                "replied: not answering again" if replied else "not replied: running it again",
+            )
+            break
+        for frame in keeper.inbox():
+            self._on_mention(frame)
+
+    def _turn_started(self, batch: list[Mention]) -> None:
+        if self._keeper is not None:
+            st = self.client.agent_state
+            last = st.get("last_post_at") if st is not None else None
+            self._keeper.turn_started(batch, last)
+
+    def _turn_finished(self, batch: list[Mention]) -> None:
+        if self._keeper is not None:
+            try:
+                self._keeper.turn_finished(batch)
+            except MoltCitiesError as exc:
+                _log.error("mention responder: saving the finished turn failed: %s", exc)
 
     # ------------------------------------------------------------------ views
 

@@ -131,7 +131,7 @@ class OfflineChatModel(BaseChatModel):
             if authors and self._can("post_chat"):
                 reply = " ".join(_reply_for(texts.get(a, ""), a) for a in authors[:1])
                 if len(authors) > 1:
-                    others = " ".join(f"@{a}" for a in authors[1:4])
+                    others = " ".join(f"@{a}" for a in authors[1:12])
                     reply = f"{reply} Also hi {others}!"
                 calls.append(self._call("post_chat", {"message": reply[:500]}, step))
             ids = [r["id"] for r in records]

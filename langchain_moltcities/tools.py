@@ -199,8 +199,7 @@ class CheckNotificationsTool(_MoltCitiesTool):
             lines.append(f"{result.dropped} older notification(s) were dropped (buffer full).")
         artifact = {
             "notifications": [
-                {**notification_record(n), "redelivery": n.id in result.redelivered}
-                for n in items
+                {**notification_record(n), "redelivery": n.id in result.redelivered} for n in items
             ],
             "remaining": result.remaining,
             "dropped": result.dropped,

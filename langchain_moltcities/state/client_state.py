@@ -106,15 +106,15 @@ class ClientStateKeeper:
             await personal.subscribe(json.loads(subs))
         pending = list(self.state.members("pending_ack"))
         if pending:
-            _log.info("re-sending %d acknowledgement(s) not confirmed before the restart", len(pending))
+            _log.info(
+                "re-sending %d acknowledgement(s) not confirmed before the restart", len(pending)
+            )
             try:
                 await personal.ack(pending)
-            except Exception as exc:  # noqa: BLE001 - kept pending, retried next start
+            except Exception as exc:
                 _log.info("re-sending stored acks failed (kept for the next start): %s", exc)
 
-    def start(
-        self, channels: dict[str, Channel], town_buffer: DeliveryBuffer[Any]
-    ) -> None:
+    def start(self, channels: dict[str, Channel], town_buffer: DeliveryBuffer[Any]) -> None:
         self._task = asyncio.ensure_future(self._keep(channels, town_buffer))
 
     async def stop(self, channels: dict[str, Channel], town_buffer: DeliveryBuffer[Any]) -> None:
@@ -128,7 +128,7 @@ class ClientStateKeeper:
     def flush_quietly(self) -> None:
         try:
             self.store.flush()
-        except Exception as exc:  # noqa: BLE001 - shutdown must finish; the error is logged
+        except Exception as exc:
             _log.error("%s", exc)
 
     # ------------------------------------------------------------------ the periodic step
@@ -233,7 +233,7 @@ async def resolve_agent_key(
     try:
         reply = await me()
         agent_id = reply.agent.id
-    except Exception as exc:  # noqa: BLE001 - any failure: fall back to what is stored
+    except Exception as exc:
         _log.info("state: GET /api/me failed (%s); using the agent id stored for this key", exc)
     if agent_id:
         if index.get(fingerprint) != agent_id:

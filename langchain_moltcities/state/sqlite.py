@@ -72,7 +72,9 @@ class SqliteStore(StateStore):
         self._error: BaseException | None = None
         self._closed = False
         self._users = 0
-        self._writer = threading.Thread(target=self._write_loop, name="moltcities-state", daemon=True)
+        self._writer = threading.Thread(
+            target=self._write_loop, name="moltcities-state", daemon=True
+        )
         self._writer.start()
 
     @classmethod
@@ -93,13 +95,17 @@ class SqliteStore(StateStore):
     # ------------------------------------------------------------------ opening
 
     def _fail(self, what: str, todo: str) -> StateError:
-        return StateError(f"state file {self.location}: {what}; {todo}. The file was left as it is.")
+        return StateError(
+            f"state file {self.location}: {what}; {todo}. The file was left as it is."
+        )
 
     def _connect(self) -> sqlite3.Connection:
         if self.path.is_dir():
             raise self._fail("is a directory", "give the path of a file (it is created if missing)")
         if not self.path.parent.is_dir():
-            raise self._fail("its folder does not exist", "create the folder or choose another path")
+            raise self._fail(
+                "its folder does not exist", "create the folder or choose another path"
+            )
         try:
             db = sqlite3.connect(
                 self.path, timeout=0.5, isolation_level=None, check_same_thread=False
@@ -299,7 +305,9 @@ class SqliteStore(StateStore):
                     raise
         except sqlite3.Error as exc:
             if self._error is None:
-                _log.error("state file %s: writing failed (%s); state is not saved", self.location, exc)
+                _log.error(
+                    "state file %s: writing failed (%s); state is not saved", self.location, exc
+                )
             self._error = exc
             return exc
         self._error = None

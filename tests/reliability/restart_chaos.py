@@ -1,0 +1,353 @@
+"""Restart chaos: an agent process killed with SIGKILL again and again on one state file.
+
+The agent (``restart_agent``: client + responder on the offline model) runs against the local
+server while residents mention it, chat flows and notifications arrive. Each incarnation is
+killed at a seeded random moment after it is ready, and a new one starts on the same file.
+The books, against the server's journal and the agents' log:
+
+- every mention answered, none answered twice (each resident mentions the agent once, so
+  "answered" is the resident's @handle in one of the agent's replies);
+- nothing acked is shown again; an item shown again is flagged as a re-delivery, unless its
+  first showing was so close to a kill that the write behind could not have saved it;
+- every chat message posted since the agent first started was read, except inside a gap
+  the client reported.
+
+``python -m tests.reliability.restart_chaos`` runs the long version (``make soak``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from langchain_moltcities.server.events import Mode
+from langchain_moltcities.server.runner import LocalServer
+
+AGENT = "agent"
+# A showing this close before a kill may not have reached the state file (written behind).
+WRITE_BEHIND_MARGIN = 1.0
+
+
+@dataclass
+class RestartReport:
+    mode: str
+    seed: int
+    kills: int = 0
+    incarnations: int = 0
+    mentions: int = 0
+    replies: int = 0
+    chat_posted: int = 0
+    chat_read: int = 0
+    notifications: int = 0
+    shown: int = 0
+    redeliveries_flagged: int = 0
+    gaps: int = 0
+    unanswered: list[str] = field(default_factory=list)
+    answered_twice: list[str] = field(default_factory=list)
+    acked_reappeared: list[str] = field(default_factory=list)
+    unflagged_redeliveries: list[str] = field(default_factory=list)
+    chat_missing: list[str] = field(default_factory=list)
+    kill_times: list[float] = field(default_factory=list)
+
+    def problems(self) -> list[str]:
+        out = []
+        if self.unanswered:
+            out.append(f"mentions never answered: {self.unanswered}")
+        if self.answered_twice:
+            out.append(f"mentions answered twice: {self.answered_twice}")
+        if self.acked_reappeared:
+            out.append(f"acked notifications shown again: {self.acked_reappeared}")
+        if self.unflagged_redeliveries:
+            out.append(f"re-deliveries not flagged: {self.unflagged_redeliveries}")
+        if self.chat_missing:
+            out.append(f"chat never read (outside any reported gap): {self.chat_missing}")
+        if self.kills < 1:
+            out.append("no kill happened")
+        return out
+
+    def summary(self) -> str:
+        return (
+            f"[{self.mode} seed={self.seed}] {self.kills} kills, {self.incarnations} "
+            f"incarnations; mentions {self.mentions}, replies {self.replies}; chat posted "
+            f"{self.chat_posted}, read {self.chat_read}; notifications {self.notifications}, "
+            f"shown {self.shown} (re-deliveries flagged {self.redeliveries_flagged}); "
+            f"gaps reported {self.gaps}"
+        )
+
+
+class _Agent:
+    """One agent process at a time, on the same state file and log."""
+
+    def __init__(
+        self, base_url: str, key: str, state: Path, log: Path, out: Path, think: float
+    ) -> None:
+        self.base_url, self.key, self.state, self.log, self.out = base_url, key, state, log, out
+        self.think = think
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.started = 0
+
+    def start(self) -> None:
+        env = {**os.environ, "MOLTCITIES_API_KEY": self.key, "PYTHONUNBUFFERED": "1"}
+        cmd = [sys.executable, "-m", "tests.reliability.restart_agent"]
+        cmd += ["--base-url", self.base_url, "--state", str(self.state), "--log", str(self.log)]
+        cmd += ["--think", str(self.think)]
+        with self.out.open("ab") as out:
+            self.proc = subprocess.Popen(
+                cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=_repo_root()
+            )
+        self.started += 1
+
+    def ready_count(self) -> int:
+        return sum(1 for line in _lines(self.log) if line[2] == "ready")
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=30)
+            self.proc = None
+
+
+def _repo_root() -> str:
+    return str(Path(__file__).resolve().parents[2])
+
+
+def _lines(path: Path) -> list[list[str]]:
+    if not path.exists():
+        return []
+    return [ln.split(" ", 3) for ln in path.read_text().splitlines() if ln.count(" ") >= 2]
+
+
+def _wait(pred: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def run_restart_chaos(
+    mode: Mode,
+    seed: int,
+    *,
+    kills: int = 3,
+    mentions: int = 12,
+    chat_rate: float = 5.0,
+    notify_rate: float = 5.0,
+    live_for: tuple[float, float] = (0.3, 2.0),
+    think: float = 0.15,
+    settle_timeout: float = 90.0,
+    workdir: Path | None = None,
+    log: Callable[[str], None] = print,
+) -> RestartReport:
+    rng = random.Random(seed)
+    report = RestartReport(mode=mode, seed=seed)
+    residents = [f"r{i:03d}" for i in range(mentions)]
+    tmp = Path(workdir or tempfile.mkdtemp(prefix="moltcities-restart-"))
+    state, agent_log, agent_out = tmp / "agent.db", tmp / "agent.log", tmp / "agent.out"
+    with LocalServer(
+        mode=mode,
+        agents=(AGENT, "chatter", *residents),
+        idle_timeout=300.0,
+        idle_check_interval=0.5,
+        chat_rate_limit=(1_000_000, 1.0),
+    ) as srv:
+        agent = _Agent(srv.base_url, srv.agents[AGENT].api_key, state, agent_log, agent_out, think)
+        stop = threading.Event()
+        errors: list[str] = []
+
+        def post(handle: str, text: str) -> None:
+            key = srv.agents[handle].api_key
+            try:
+                httpx.post(
+                    f"{srv.base_url}/api/chat",
+                    json={"message": text},
+                    headers={"Authorization": f"Bearer {key}"},
+                    timeout=5.0,
+                ).raise_for_status()
+            except httpx.HTTPError as exc:
+                errors.append(f"{handle} could not post: {exc}")
+
+        def traffic() -> None:
+            trng = random.Random(seed + 1)
+            pending = list(residents)
+            trng.shuffle(pending)
+            i = 0
+            next_chat = next_note = next_mention = time.monotonic()
+            while not stop.is_set():
+                now = time.monotonic()
+                if now >= next_chat:
+                    post("chatter", f"chat {i} in the square")
+                    next_chat = now + trng.expovariate(chat_rate)
+                if now >= next_note:
+                    srv.notify(
+                        AGENT,
+                        "inbox.message",
+                        {
+                            "message_id": f"m{seed}x{i}",
+                            "from_handle": "chatter",
+                            "preview": f"n{i}",
+                        },
+                    )
+                    report.notifications += 1
+                    next_note = now + trng.expovariate(notify_rate)
+                if pending and now >= next_mention:
+                    who = pending.pop()
+                    post(who, f"@{AGENT} hello from {who}, how are you?")
+                    next_mention = now + trng.uniform(0.2, 1.5)
+                i += 1
+                time.sleep(0.01)
+
+        agent.start()
+        _wait(lambda: agent.ready_count() >= 1, 60, "the first agent to be ready")
+        first_ready = time.time()
+        producer = threading.Thread(target=traffic, name="restart-traffic", daemon=True)
+        producer.start()
+        try:
+            for _ in range(kills):
+                _wait(lambda: agent.ready_count() >= agent.started, 60, "the agent to be ready")
+                time.sleep(rng.uniform(*live_for))
+                agent.kill()
+                report.kill_times.append(time.time())
+                report.kills += 1
+                if rng.random() < 0.3:
+                    time.sleep(rng.uniform(0.1, 1.0))  # down a while: chat piles up
+                agent.start()
+            _wait(lambda: agent.ready_count() >= agent.started, 60, "the last agent to be ready")
+            _wait(lambda: not pending_mentions(srv, residents), 30, "every mention to be posted")
+            stop.set()
+            producer.join(timeout=10)
+
+            def settled() -> bool:
+                books = _books(srv, agent_log, residents, first_ready, report)
+                return not books.unanswered and not books.chat_missing
+
+            try:
+                _wait(settled, settle_timeout, "the books to balance")
+            except TimeoutError as exc:
+                log(str(exc))
+        finally:
+            stop.set()
+            agent.kill()
+        report.incarnations = agent.started
+        final = _books(srv, agent_log, residents, first_ready, report)
+        for name in (
+            "unanswered",
+            "answered_twice",
+            "acked_reappeared",
+            "unflagged_redeliveries",
+            "chat_missing",
+        ):
+            setattr(report, name, getattr(final, name))
+        for name in ("mentions", "replies", "chat_posted", "chat_read", "shown"):
+            setattr(report, name, getattr(final, name))
+        report.redeliveries_flagged, report.gaps = final.redeliveries_flagged, final.gaps
+        if errors:
+            log(f"traffic errors: {errors[:5]}")
+        if report.problems():
+            log(f"agent log and output kept in {tmp}")
+    return report
+
+
+def pending_mentions(srv: LocalServer, residents: list[str]) -> list[str]:
+    posted = srv._call(lambda: {m.agent.handle for m in srv.state.chat})
+    return [r for r in residents if r not in posted]
+
+
+def _in_gap(created: str, gaps: list[dict[str, Any]]) -> bool:
+    for gap in gaps:
+        start, end = gap.get("after") or gap.get("start"), gap.get("before") or gap.get("end")
+        if (start is None or created > str(start)) and (end is None or created < str(end)):
+            return True
+    return False
+
+
+def _books(
+    srv: LocalServer, agent_log: Path, residents: list[str], first_ready: float, base: Any
+) -> RestartReport:
+    out = RestartReport(mode=base.mode, seed=base.seed)
+    chat = srv._call(
+        lambda: [(m.id, m.agent.handle, m.message, m.created_at) for m in srv.state.chat]
+    )
+    replies = [text for _, who, text, _ in chat if who == AGENT]
+    out.replies = len(replies)
+    mentioned = [who for _, who, _, _ in chat if who in residents]
+    out.mentions = len(mentioned)
+    for who in mentioned:
+        n = sum(len(re.findall(rf"@{who}\b", text)) for text in replies)
+        if n == 0:
+            out.unanswered.append(who)
+        elif n > 1:
+            out.answered_twice.append(who)
+    lines = _lines(agent_log)
+    gaps: list[dict[str, Any]] = []
+    read: set[str] = set()
+    acked_at: dict[str, float] = {}
+    shown_at: dict[str, float] = {}
+    kills = base.kill_times
+    for line in lines:
+        at, what = float(line[0]), line[2]
+        rest = line[3] if len(line) > 3 else ""
+        if what == "chat":
+            read.add(rest)
+            out.chat_read += 1
+        elif what == "gap":
+            gaps.append(json.loads(rest))
+        elif what == "acked":
+            acked_at.setdefault(rest, at)
+        elif what == "shown":
+            nid, flag = rest.split(" ")
+            out.shown += 1
+            if nid in acked_at:
+                out.acked_reappeared.append(nid)
+            if flag == "1":
+                out.redeliveries_flagged += 1
+            elif nid in shown_at:
+                first = shown_at[nid]
+                next_kill = min((k for k in kills if k > first), default=None)
+                close_call = next_kill is not None and next_kill - first < WRITE_BEHIND_MARGIN
+                if not close_call:
+                    out.unflagged_redeliveries.append(nid)
+            shown_at.setdefault(nid, at)
+    out.gaps = len(gaps)
+    since = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(first_ready))
+    posted = [(cid, created) for cid, _, _, created in chat if created >= since]
+    out.chat_posted = len(posted)
+    out.chat_missing = [
+        cid for cid, created in posted if cid not in read and not _in_gap(created, gaps)
+    ]
+    return out
+
+
+def main() -> int:
+    seconds = float(os.environ.get("SOAK_SECONDS", "180"))
+    seed = int(os.environ.get("CHAOS_SEED") or random.SystemRandom().randrange(1_000_000))
+    failed = False
+    modes: list[Mode] = ["documented", "live"]
+    for i, mode in enumerate(modes):
+        kills = max(3, int(seconds / 2 / 3))  # about one kill every 3 s per mode
+        report = run_restart_chaos(
+            mode, seed + i, kills=kills, mentions=kills * 2, live_for=(0.3, 3.0)
+        )
+        print(report.summary(), flush=True)
+        for problem in report.problems():
+            print(f"PROBLEM: {problem}", flush=True)
+            failed = True
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
