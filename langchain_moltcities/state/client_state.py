@@ -17,19 +17,24 @@ Nothing here runs per inbound frame: the cursor is taken from the buffers every
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from langchain_moltcities.delivery import DeliveryBuffer, RecentIds
+from langchain_moltcities.acks import AckBook
+from langchain_moltcities.catchup import ChatGap
+from langchain_moltcities.delivery import DeliveryBuffer
 from langchain_moltcities.protocol import ChatFrame, NotificationFrame, parse_timestamp
+from langchain_moltcities.recovered import chat_key
 from langchain_moltcities.state.base import AgentState, StateStore
 
 if TYPE_CHECKING:
     from langchain_moltcities.connection import Channel
+    from langchain_moltcities.ingest import Ingest
 
 __all__ = ["ClientStateKeeper", "key_fingerprint", "mention_keys"]
 
@@ -48,11 +53,8 @@ def key_fingerprint(api_key: str) -> str:
 
 def mention_keys(frame: NotificationFrame) -> list[str]:
     """The ids one mention is known by: its own, and the chat message it points at."""
-    keys = [frame.id]
-    message_id = frame.data.get("message_id")
-    if isinstance(message_id, str) and message_id:
-        keys.append("chat:" + message_id)
-    return keys
+    cid = frame.chat_message_id
+    return list(dict.fromkeys([frame.id, chat_key(cid)])) if cid else [frame.id]
 
 
 def _iso(dt: Any) -> str:
@@ -62,67 +64,67 @@ def _iso(dt: Any) -> str:
 class ClientStateKeeper:
     """Loads one agent's state into a starting client and keeps it up to date."""
 
-    def __init__(self, store: StateStore, state: AgentState, *, interval: float = 0.05) -> None:
+    def __init__(
+        self,
+        store: StateStore,
+        state: AgentState,
+        *,
+        unconfirmed: Callable[[Collection[str]], set[str]],
+        interval: float = 0.05,
+    ) -> None:
         self.store, self.state, self.interval = store, state, interval
+        self._unconfirmed = unconfirmed
         self._acking: set[str] = set()
         self._task: asyncio.Task[None] | None = None
-        # id -> aliases of notifications shown in this run (to ack them under every name)
-        self._aliases: dict[str, list[str]] = {}
-        for key, primary in state.members("presented").items():
-            if primary and primary != key:
-                self._aliases.setdefault(primary, []).append(key)
+        self._ticks = 0
 
     # ------------------------------------------------------------------ start
 
-    def prime_buffers(
-        self,
-        notifications: DeliveryBuffer[NotificationFrame],
-        town: DeliveryBuffer[Any],
-        acked: RecentIds,
-    ) -> None:
-        """Teach the fresh buffers what was acked and read before the restart."""
-        for nid, aliases in self.state.members("acked").items():
-            acked.add(nid)
-            notifications.remember([nid, *aliases.split()])
-        town.remember(self.state.members("chat_seen"))
+    def prime_ingest(self, ingest: Ingest) -> None:
+        """Teach the fresh client what was acked, read and learned before the restart."""
+        ingest.acks.restore({nid: v.split() for nid, v in self.state.members("acked").items()})
+        ingest.town.remember(self.state.members("chat_seen"))
+        ingest.directory.restore(self.state.members("handle"))
 
-    async def prime_channels(self, channels: dict[str, Channel]) -> None:
-        """Stored cursor, subscriptions and unsent acks, before the channels connect."""
+    def prime_channels(self, channels: dict[str, Channel]) -> list[str]:
+        """Stored cursor and gaps, before the channels connect; returns the acks to re-send."""
         town = channels.get("town-square")
         if town is not None:
             cursor = self.state.get("chat_cursor")
-            if cursor is None:
+            if cursor is None or not town.chat.resume(cursor):
                 # First run with this file: "now" is the cursor, written at once, so a crash
                 # before the first chat message still back-fills from here.
-                cursor = town.start_chat_cursor()
-                self.state.set("chat_cursor", cursor)
-            else:
-                town.resume_chat_from(cursor)
-        personal = channels.get("personal")
-        if personal is None:
-            return
-        subs = self.state.get("subscriptions")
-        if subs is not None:
-            await personal.subscribe(json.loads(subs))
+                town.chat.start_now()
+                self.state.set("chat_cursor", town.chat.cursor)
+            for raw in self.state.members("gap"):
+                with contextlib.suppress(ValueError, TypeError):
+                    town.chat.gaps.append(ChatGap(**json.loads(raw)))
         pending = list(self.state.members("pending_ack"))
         if pending:
-            _log.info(
-                "re-sending %d acknowledgement(s) not confirmed before the restart", len(pending)
-            )
-            try:
-                await personal.ack(pending)
-            except Exception as exc:
-                _log.info("re-sending stored acks failed (kept for the next start): %s", exc)
+            _log.info("re-sending %d ack(s) not confirmed before the restart", len(pending))
+        return pending
 
-    def start(self, channels: dict[str, Channel], town_buffer: DeliveryBuffer[Any]) -> None:
-        self._task = asyncio.ensure_future(self._keep(channels, town_buffer))
+    def stored_subscriptions(self) -> list[str] | None:
+        raw = self.state.get("subscriptions")
+        try:
+            subs = json.loads(raw) if raw is not None else None
+        except ValueError:
+            return None
+        return [str(e) for e in subs] if isinstance(subs, list) else None
 
-    async def stop(self, channels: dict[str, Channel], town_buffer: DeliveryBuffer[Any]) -> None:
+    def start(
+        self, channels: dict[str, Channel], town_buffer: DeliveryBuffer[Any], ingest: Ingest
+    ) -> None:
+        self._task = asyncio.ensure_future(self._keep(channels, town_buffer, ingest))
+
+    async def stop(
+        self, channels: dict[str, Channel], town_buffer: DeliveryBuffer[Any], ingest: Ingest
+    ) -> None:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
-        self.snapshot(channels, town_buffer)
+        self.snapshot(channels, town_buffer, ingest, everything=True)
         await asyncio.to_thread(self.flush_quietly)
 
     def flush_quietly(self) -> None:
@@ -133,31 +135,42 @@ class ClientStateKeeper:
 
     # ------------------------------------------------------------------ the periodic step
 
-    async def _keep(self, channels: dict[str, Channel], town_buffer: DeliveryBuffer[Any]) -> None:
+    async def _keep(
+        self, channels: dict[str, Channel], town_buffer: DeliveryBuffer[Any], ingest: Ingest
+    ) -> None:
         while True:
             await asyncio.sleep(self.interval)
+            self._ticks += 1
             try:
-                self.snapshot(channels, town_buffer)
+                self.snapshot(channels, town_buffer, ingest, everything=self._ticks % 20 == 0)
             except Exception:
                 _log.exception("saving the client's state failed; retrying")
 
-    def snapshot(self, channels: dict[str, Channel], town_buffer: DeliveryBuffer[Any]) -> None:
-        """Cursor and confirmed acks, from the buffers and channels as they are now."""
+    def snapshot(
+        self,
+        channels: dict[str, Channel],
+        town_buffer: DeliveryBuffer[Any],
+        ingest: Ingest,
+        *,
+        everything: bool = False,
+    ) -> None:
+        """Cursor, gaps and confirmed acks (and, now and then, the handle directory)."""
         town = channels.get("town-square")
         if town is not None:
-            cursor = self._cursor(town, town_buffer)
+            cursor = self._cursor(town.chat.cursor, town_buffer)
             if cursor is not None:
                 self.state.set("chat_cursor", cursor)
-        personal = channels.get("personal")
-        if personal is not None:
-            waiting = personal.unsent_acks()
-            pending = self.state.members("pending_ack")
-            done = [i for i in pending if i not in waiting and i not in self._acking]
-            self.state.discard("pending_ack", done)
+            gaps = {json.dumps(g.as_dict(), sort_keys=True): "" for g in town.chat.gaps}
+            self.state.add("gap", gaps)
+        pending = [i for i in self.state.members("pending_ack") if i not in self._acking]
+        if pending:
+            waiting = self._unconfirmed(pending)
+            self.state.discard("pending_ack", [i for i in pending if i not in waiting])
+        if everything:
+            self.state.add("handle", ingest.directory.snapshot())
 
     @staticmethod
-    def _cursor(town: Channel, buffer: DeliveryBuffer[Any]) -> str | None:
-        cursor = town.chat_cursor
+    def _cursor(cursor: str | None, buffer: DeliveryBuffer[Any]) -> str | None:
         oldest = buffer.first("chat")
         if isinstance(oldest, ChatFrame) and (dt := oldest.created) is not None:
             before = dt - _CURSOR_SLACK
@@ -169,39 +182,37 @@ class ClientStateKeeper:
     # ------------------------------------------------------------------ hooks
 
     def notifications_read(
-        self, items: Sequence[NotificationFrame], aliases: dict[str, list[str]]
+        self, items: Sequence[NotificationFrame], book: AckBook
     ) -> frozenset[str]:
         """Record what the agent is shown; returns the ids it was shown before (re-deliveries)."""
         shown = self.state.contains
-        again = frozenset(
-            f.id
-            for f in items
-            if shown("presented", f.id) or any(shown("presented", a) for a in aliases[f.id])
-        )
         fresh: dict[str, str] = {}
+        again: set[str] = set()
         for f in items:
-            fresh[f.id] = f.id
-            for alias in aliases[f.id]:
-                fresh[alias] = f.id
-            if aliases[f.id]:
-                self._aliases[f.id] = aliases[f.id]
+            keys = [f.id, *book.rest_ids_for([f.id])]
+            if f.chat_message_id:
+                keys.append(chat_key(f.chat_message_id))
+            if any(shown("presented", k) for k in keys):
+                again.add(f.id)
+            fresh.update(dict.fromkeys(keys, f.id))
         self.state.add("presented", fresh)
-        return again
+        return frozenset(again)
 
     def chat_read(self, items: Iterable[Any]) -> None:
         ids = [c.id for c in items if isinstance(c, ChatFrame)]
         self.state.add("chat_seen", dict.fromkeys(ids[-_CHAT_IDS_PER_READ:], ""))
 
-    async def before_ack(self, ids: Sequence[str]) -> None:
+    async def before_ack(self, ids: Sequence[str], book: AckBook) -> None:
         """Written (and durable) before the ack leaves: a crash re-sends it on the next start."""
         self._acking.update(ids)
-        self.state.add("acked", {i: " ".join(self._aliases.get(i, ())) for i in ids})
+        self.state.add("acked", {i: " ".join(book.rest_ids_for([i])) for i in ids})
         self.state.add("pending_ack", dict.fromkeys(ids, ""))
         await asyncio.to_thread(self.store.flush)
 
-    def after_ack(self, ids: Sequence[str], unsent: set[str]) -> None:
+    def after_ack(self, ids: Sequence[str]) -> None:
         self._acking.difference_update(ids)
-        self.state.discard("pending_ack", [i for i in ids if i not in unsent])
+        waiting = self._unconfirmed(ids)
+        self.state.discard("pending_ack", [i for i in ids if i not in waiting])
 
     def subscriptions_set(self, events: Sequence[str]) -> None:
         self.state.set("subscriptions", json.dumps(list(events)))
