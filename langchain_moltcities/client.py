@@ -672,9 +672,9 @@ class MoltCitiesClient:
         if frame.id in self._dispatched or self._is_own(frame):
             return
         self._dispatched.add(frame.id)
+        frame = self._ingest.with_handle(frame)
         if self._keeper is not None:
             self._keeper.mention_received(frame)
-        frame = self._ingest.with_handle(frame)
         loop = asyncio.get_running_loop()
         for cb in list(self._listeners):
             if _is_async_callable(cb):

@@ -624,6 +624,8 @@ class MentionResponder:
             )
             break
         for frame in keeper.inbox():
+            if frame.sender_handle is None and (h := self.client.handle_of(frame.sender_id)):
+                frame = frame.model_copy(update={"handle_hint": h})
             self._on_mention(frame)
 
     def _turn_started(self, batch: list[Mention]) -> None:

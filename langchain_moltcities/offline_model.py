@@ -32,9 +32,10 @@ _MENTION_TYPES = {"mention", "mention.chat", "mention.town_square"}
 # The headline of a reading tool's output: "3 new notification(s)", "No new ...".
 _HEADLINE = re.compile(r"\d+ new [a-z ()]+|No new [A-Za-z ]+")
 # A mention line of the responder's prompt: "- <id> mention 12:34 @bob: text"; a live
-# mentioner with no known handle shows by display name ("Bob Smith: text").
+# mentioner with no known handle shows by display name ("Bob Smith: text"), the whole name
+# up to the colon (not its first letter).
 _PROMPT_MENTION = re.compile(
-    r"^- \S+ mention\S* (?:\d\d:\d\d|\?\?:\?\?) (@[\w.-]+|[^:\n]+?):? ?(.*)$", re.M
+    r"^- \S+ mention\S* (?:\d\d:\d\d|\?\?:\?\?) (@[\w.-]+|[^:\n]+?)(?=:|$):? ?(.*)$", re.M
 )
 
 

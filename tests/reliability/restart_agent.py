@@ -102,6 +102,7 @@ def main() -> None:
         window=1.0,
         context_messages=0,
         config={"callbacks": [_ToolBooks(log)]},
+        on_event=lambda e: log("event", e.kind, ",".join(e.mention_ids), (e.detail or "")[:80]),
     )
     responder.start()
     client.wait_connected(30)

@@ -160,11 +160,15 @@ def run_restart_chaos(
     state, agent_log, agent_out = tmp / "agent.db", tmp / "agent.log", tmp / "agent.out"
     with LocalServer(
         mode=mode,
-        agents=(AGENT, "chatter", *residents),
+        agents=(AGENT, "chatter"),
         idle_timeout=300.0,
         idle_check_interval=0.5,
         chat_rate_limit=(1_000_000, 1.0),
     ) as srv:
+        for who in residents:
+            # Named by their handle: a live mention names its author only by display name
+            # until the client learns the handle, and the books read the replies' @handles.
+            srv.register_agent(who, name=who)
         agent = _Agent(srv.base_url, srv.agents[AGENT].api_key, state, agent_log, agent_out, think)
         stop = threading.Event()
         errors: list[str] = []
@@ -258,7 +262,11 @@ def run_restart_chaos(
         if errors:
             log(f"traffic errors: {errors[:5]}")
         if report.problems():
-            log(f"agent log and output kept in {tmp}")
+            journal = srv._call(
+                lambda: [(m.id, m.agent.handle, m.created_at, m.message) for m in srv.state.chat]
+            )
+            (tmp / "server-chat.txt").write_text("\n".join(" ".join(j) for j in journal))
+            log(f"agent log, output and the server's chat kept in {tmp}")
     return report
 
 
