@@ -1,0 +1,201 @@
+"""A client restarted on the same state file, against the local server in both dialects.
+
+Restarts here are clean (close, then a new client); the kill -9 restarts run in
+tests/reliability/test_restart_chaos.py.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from langchain_moltcities import MoltCitiesClient
+from langchain_moltcities.protocol import ChatFrame, NotificationFrame
+from langchain_moltcities.server.runner import LocalServer
+from langchain_moltcities.tools import CheckNotificationsTool
+from tests.client.conftest import fast_settings, wait_until
+
+
+def _client(srv: LocalServer, state: Path, **kw: object) -> MoltCitiesClient:
+    c = MoltCitiesClient(
+        srv.agents["alice"].api_key, srv.base_url, settings=fast_settings(), state=state, **kw
+    )
+    c.start()
+    assert c.wait_connected(15)
+    return c
+
+
+def _post(srv: LocalServer, who: str, text: str) -> None:
+    httpx.post(
+        f"{srv.base_url}/api/chat",
+        json={"message": text},
+        headers={"Authorization": f"Bearer {srv.agents[who].api_key}"},
+        timeout=10,
+    ).raise_for_status()
+
+
+def _collect(read: Callable[[], list[object]], want: int, timeout: float = 15.0) -> list[object]:
+    got: list[object] = []
+    deadline = time.monotonic() + timeout
+    while len(got) < want and time.monotonic() < deadline:
+        got += read()
+        time.sleep(0.02)
+    return got
+
+
+def _chat(c: MoltCitiesClient) -> list[object]:
+    return [i.message for i in c.read_town_square(kinds="chat").items if isinstance(i, ChatFrame)]
+
+
+def test_chat_missed_while_down_is_backfilled_once(
+    any_moltcities_server: LocalServer, tmp_path: Path
+) -> None:
+    srv, state = any_moltcities_server, tmp_path / "alice.db"
+    c = _client(srv, state)
+    _post(srv, "bob", "before")
+    assert _collect(lambda: _chat(c), 1) == ["before"]
+    c.close()
+    for i in range(3):
+        _post(srv, "bob", f"while down {i}")
+    c = _client(srv, state)
+    try:
+        got = _collect(lambda: _chat(c), 3)
+        time.sleep(0.3)  # anything read twice would show up by now
+        got += _chat(c)
+        assert got == ["while down 0", "while down 1", "while down 2"]
+    finally:
+        c.close()
+
+
+def test_chat_received_but_never_read_comes_back(
+    any_moltcities_server: LocalServer, tmp_path: Path
+) -> None:
+    """The stored cursor sits before the oldest unread message, so a restart loses none."""
+    srv, state = any_moltcities_server, tmp_path / "alice.db"
+    c = _client(srv, state)
+    _post(srv, "bob", "read")
+    assert _collect(lambda: _chat(c), 1) == ["read"]
+    _post(srv, "bob", "unread 1")
+    _post(srv, "bob", "unread 2")
+    wait_until(lambda: c.status().channels["town-square"].pending == 2, what="two unread")
+    c.close()
+    c = _client(srv, state)
+    try:
+        assert _collect(lambda: _chat(c), 2) == ["unread 1", "unread 2"]
+    finally:
+        c.close()
+
+
+def _notes(c: MoltCitiesClient) -> list[object]:
+    return [n for n in c.read_notifications().items]
+
+
+def test_acked_never_again_and_shown_unacked_flagged(
+    moltcities_server: LocalServer, tmp_path: Path
+) -> None:
+    """Documented server: it redelivers what was not acked when the agent comes back."""
+    srv, state = moltcities_server, tmp_path / "alice.db"
+    c = _client(srv, state)
+    srv.notify("alice", "inbox.message", {"message_id": "m1", "preview": "handled"})
+    srv.notify("alice", "inbox.message", {"message_id": "m2", "preview": "seen, not handled"})
+    first = _collect(lambda: _notes(c), 2)
+    assert len(first) == 2
+    handled, pending = first
+    assert isinstance(handled, NotificationFrame) and isinstance(pending, NotificationFrame)
+    c.ack([handled.id])
+    c.close()
+    srv.notify("alice", "inbox.message", {"message_id": "m3", "preview": "new"})
+    c = _client(srv, state)
+    try:
+        tool = CheckNotificationsTool(client=c)
+        wait_until(lambda: c.status().channels["personal"].pending >= 2, what="the redelivery")
+        text, artifact = tool._render(None, 20)
+        records = {r["id"]: r for r in artifact["notifications"]}
+        assert handled.id not in records
+        assert records[pending.id]["redelivery"] is True
+        assert [r["redelivery"] for r in records.values() if r["id"] != pending.id] == [False]
+        assert "Re-delivered (shown to you before a restart, never acknowledged" in text
+        assert pending.id in text.split("Re-delivered")[1]
+    finally:
+        c.close()
+
+
+def test_acked_items_never_come_back_over_rest_either(
+    any_moltcities_server: LocalServer, tmp_path: Path
+) -> None:
+    """A polling restart lists unread items over REST: what was acked must not be among them."""
+    srv, state = any_moltcities_server, tmp_path / "alice.db"
+    c = _client(srv, state)
+    srv.notify("alice", "inbox.message", {"message_id": "m1", "preview": "one"})
+    srv.notify("alice", "guestbook.entry", {"entry_id": "e1", "preview": "two"})
+    got = _collect(lambda: _notes(c), 2)
+    c.ack([n.id for n in got if isinstance(n, NotificationFrame)])
+    c.close()
+    srv.notify("alice", "inbox.message", {"message_id": "m2", "preview": "fresh"})
+    c = _client(srv, state, transport="poll")
+    try:
+        again = _collect(lambda: _notes(c), 1)
+        time.sleep(0.5)  # more polls: an acked item would show up by now
+        again += _notes(c)
+        texts = [n.text for n in again if isinstance(n, NotificationFrame)]
+        assert texts == ["fresh"]
+    finally:
+        c.close()
+
+
+def test_acks_queued_at_exit_are_sent_on_the_next_start(
+    moltcities_server: LocalServer, tmp_path: Path
+) -> None:
+    srv, state = moltcities_server, tmp_path / "alice.db"
+    c = _client(srv, state)
+    srv.notify("alice", "inbox.message", {"message_id": "m1", "preview": "one"})
+    (note,) = _collect(lambda: _notes(c), 1)
+    assert isinstance(note, NotificationFrame)
+    srv.refuse_handshakes(503)
+    srv.drop_all()
+    wait_until(lambda: not c.status().channels["personal"].state == "connected", what="down")
+    c.ack([note.id])
+    assert c.status().channels["personal"].pending_acks == 1
+    c.close()
+    alice = srv.agents["alice"].id
+
+    def acked_on_server() -> bool:
+        return bool(srv._call(lambda: [n.acked for n in srv.state.notifications[alice]])[0])
+
+    assert not acked_on_server()
+    srv.refuse_handshakes(None)
+    c = _client(srv, state)
+    try:
+        wait_until(acked_on_server, what="the stored ack to reach the server")
+        wait_until(lambda: not (c.agent_state and c.agent_state.members("pending_ack")))
+    finally:
+        c.close()
+
+
+def test_subscriptions_are_restored(moltcities_server: LocalServer, tmp_path: Path) -> None:
+    srv, state = moltcities_server, tmp_path / "alice.db"
+    c = _client(srv, state)
+    c.set_subscriptions(["inbox.message"])
+    c.close()
+    c = _client(srv, state)
+    try:
+        assert c.subscriptions == ["inbox.message"]
+        alice = srv.agents["alice"].id
+        wait_until(
+            lambda: (
+                srv._call(
+                    lambda: [
+                        s.subscriptions
+                        for s in srv.state.sessions.values()
+                        if s.agent.id == alice and s.channel == "personal"
+                    ]
+                )
+                == [("inbox.message",)]
+            ),
+            what="the server to hold the stored subscription",
+        )
+    finally:
+        c.close()
