@@ -77,7 +77,7 @@ def test_sets_are_bounded_oldest_first(make_store: Callable[[], StateStore]) -> 
     kept = make_store().agent("a").members("chat_seen")
     assert len(kept) == cap
     assert "c0" not in kept and f"c{cap + 299}" in kept
-    assert list(kept)[0] == "c300"  # oldest first, in insertion order
+    assert next(iter(kept)) == "c300"  # oldest first, in insertion order
 
 
 def test_writes_are_batched_off_the_callers_thread(tmp_path: Path) -> None:
