@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from langchain_moltcities.server.events import Mode
-from tests.reliability.restart_chaos import run_restart_chaos
+
+from .restart_chaos import run_restart_chaos
 
 SEED = int(os.environ.get("RESTART_SEED", "11"))
 

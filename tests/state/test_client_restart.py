@@ -15,13 +15,19 @@ import httpx
 from langchain_moltcities import MoltCitiesClient
 from langchain_moltcities.protocol import ChatFrame, NotificationFrame
 from langchain_moltcities.server.runner import LocalServer
+from langchain_moltcities.testing import wait_until
 from langchain_moltcities.tools import CheckNotificationsTool
-from tests.client.conftest import fast_settings, wait_until
+
+from .helpers import fast_settings
 
 
-def _client(srv: LocalServer, state: Path, **kw: object) -> MoltCitiesClient:
+def _client(srv: LocalServer, state: Path, transport: str = "websocket") -> MoltCitiesClient:
     c = MoltCitiesClient(
-        srv.agents["alice"].api_key, srv.base_url, settings=fast_settings(), state=state, **kw
+        srv.agents["alice"].api_key,
+        srv.base_url,
+        settings=fast_settings(),
+        state=state,
+        transport=transport,
     )
     c.start()
     assert c.wait_connected(15)
@@ -80,7 +86,7 @@ def test_chat_received_but_never_read_comes_back(
     assert _collect(lambda: _chat(c), 1) == ["read"]
     _post(srv, "bob", "unread 1")
     _post(srv, "bob", "unread 2")
-    wait_until(lambda: c.status().channels["town-square"].pending == 2, what="two unread")
+    wait_until(lambda: c.status().channels["town-square"].pending == 2, "two unread")
     c.close()
     c = _client(srv, state)
     try:
@@ -111,7 +117,7 @@ def test_acked_never_again_and_shown_unacked_flagged(
     c = _client(srv, state)
     try:
         tool = CheckNotificationsTool(client=c)
-        wait_until(lambda: c.status().channels["personal"].pending >= 2, what="the redelivery")
+        wait_until(lambda: c.status().channels["personal"].pending >= 2, "the redelivery")
         text, artifact = tool._render(None, 20)
         records = {r["id"]: r for r in artifact["notifications"]}
         assert handled.id not in records
@@ -156,7 +162,7 @@ def test_acks_queued_at_exit_are_sent_on_the_next_start(
     assert isinstance(note, NotificationFrame)
     srv.refuse_handshakes(503)
     srv.drop_all()
-    wait_until(lambda: not c.status().channels["personal"].state == "connected", what="down")
+    wait_until(lambda: not c.status().channels["personal"].state == "connected", "down")
     c.ack([note.id])
     assert c.status().channels["personal"].pending_acks == 1
     c.close()
@@ -169,8 +175,11 @@ def test_acks_queued_at_exit_are_sent_on_the_next_start(
     srv.refuse_handshakes(None)
     c = _client(srv, state)
     try:
-        wait_until(acked_on_server, what="the stored ack to reach the server")
-        wait_until(lambda: not (c.agent_state and c.agent_state.members("pending_ack")))
+        wait_until(acked_on_server, "the stored ack to reach the server")
+        wait_until(
+            lambda: not (c.agent_state and c.agent_state.members("pending_ack")),
+            "the stored ack to be confirmed",
+        )
     finally:
         c.close()
 

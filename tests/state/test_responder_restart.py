@@ -16,7 +16,9 @@ from langchain_core.runnables import RunnableLambda
 from langchain_moltcities import MoltCitiesClient
 from langchain_moltcities.mentions import MentionResponder
 from langchain_moltcities.server.runner import LocalServer
-from tests.client.conftest import fast_settings, wait_until
+from langchain_moltcities.testing import wait_until
+
+from .helpers import fast_settings
 
 
 def _post(srv: LocalServer, who: str, text: str) -> None:
@@ -36,12 +38,16 @@ class _Run:
         self.client = MoltCitiesClient(
             srv.agents["alice"].api_key, srv.base_url, settings=fast_settings(), state=state
         )
-        agent = RunnableLambda(lambda x: self.prompts.append(str(x)) or {"messages": []})
+        agent: RunnableLambda[Any, dict[str, Any]] = RunnableLambda(self._turn)
         opts: dict[str, Any] = {"cooldown": 0.0, "max_turns": 100, "window": 60.0} | guard
         self.responder = MentionResponder(agent, self.client, context_messages=0, **opts)
         self.responder.start()
         assert self.client.wait_connected(15)
-        wait_until(lambda: self.client.handle is not None, what="our handle")
+        wait_until(lambda: self.client.handle is not None, "our handle")
+
+    def _turn(self, inputs: Any) -> dict[str, Any]:
+        self.prompts.append(str(inputs))
+        return {"messages": []}
 
     def close(self) -> None:
         self.responder.stop()
@@ -54,7 +60,7 @@ def test_a_mention_answered_before_is_never_answered_again(
     srv, state = any_moltcities_server, tmp_path / "alice.db"
     run = _Run(srv, state)
     _post(srv, "bob", "@alice first question")
-    wait_until(lambda: run.responder.stats.turns == 1, what="the first turn")
+    wait_until(lambda: run.responder.stats.turns == 1, "the first turn")
     run.close()
     assert "first question" in run.prompts[0]
 
@@ -63,7 +69,7 @@ def test_a_mention_answered_before_is_never_answered_again(
     run = _Run(srv, state)
     try:
         _post(srv, "carol", "@alice second question")
-        wait_until(lambda: run.responder.stats.turns >= 1, what="the second turn")
+        wait_until(lambda: run.responder.stats.turns >= 1, "the second turn")
         time.sleep(0.5)  # a repeat of the first would have come by now
         assert len(run.prompts) == 1
         assert "second question" in run.prompts[0] and "first question" not in run.prompts[0]
@@ -79,7 +85,7 @@ def test_mentions_raised_while_down_are_answered_once(
     _post(srv, "bob", "@alice while you were away")
     run = _Run(srv, state)
     try:
-        wait_until(lambda: run.responder.stats.turns >= 1, what="the recovered mention's turn")
+        wait_until(lambda: run.responder.stats.turns >= 1, "the recovered mention's turn")
         time.sleep(0.5)
         assert len(run.prompts) == 1 and "while you were away" in run.prompts[0]
     finally:
@@ -92,12 +98,12 @@ def test_turn_cap_window_carries_over_a_restart(
     srv, state = moltcities_server, tmp_path / "alice.db"
     run = _Run(srv, state, max_turns=1, window=3600.0)
     _post(srv, "bob", "@alice one")
-    wait_until(lambda: run.responder.stats.turns == 1, what="the first turn")
+    wait_until(lambda: run.responder.stats.turns == 1, "the first turn")
     run.close()
     run = _Run(srv, state, max_turns=1, window=3600.0)
     try:
         _post(srv, "carol", "@alice two")
-        wait_until(lambda: run.responder.stats.skipped.get("cap") == 1, what="a capped mention")
+        wait_until(lambda: run.responder.stats.skipped.get("cap") == 1, "a capped mention")
         assert run.responder.stats.turns == 0
     finally:
         run.close()
@@ -109,14 +115,14 @@ def test_author_cooldown_carries_over_a_restart(
     srv, state = moltcities_server, tmp_path / "alice.db"
     run = _Run(srv, state, cooldown=3600.0)
     _post(srv, "bob", "@alice one")
-    wait_until(lambda: run.responder.stats.turns == 1, what="the first turn")
+    wait_until(lambda: run.responder.stats.turns == 1, "the first turn")
     run.close()
     run = _Run(srv, state, cooldown=3600.0)
     try:
         _post(srv, "bob", "@alice again")
         _post(srv, "carol", "@alice hello")
-        wait_until(lambda: run.responder.stats.turns == 1, what="carol's turn")
-        wait_until(lambda: run.responder.stats.skipped.get("cooldown") == 1, what="bob cooling")
+        wait_until(lambda: run.responder.stats.turns == 1, "carol's turn")
+        wait_until(lambda: run.responder.stats.skipped.get("cooldown") == 1, "bob cooling")
         assert "hello" in run.prompts[0] and "again" not in run.prompts[0]
     finally:
         run.close()
