@@ -111,6 +111,7 @@ def make_client(
     on_mention: Any = None,
     api_key: str = BENCH_KEY,
     settings: ClientSettings | None = None,
+    state: str | None = None,
 ) -> MoltCitiesClient:
     return MoltCitiesClient(
         api_key=api_key,
@@ -119,6 +120,7 @@ def make_client(
         buffer_size=buffer_size,
         on_mention=on_mention,
         settings=settings,
+        state=state,
     )
 
 
@@ -138,16 +140,18 @@ def client_flood_seconds(
     buffer_size: int = 1000,
     on_first: Callable[[], None] | None = None,
     on_done: Callable[[], None] | None = None,
+    state: str | None = None,
 ) -> tuple[float, dict[str, int]]:
     """Seconds for MoltCitiesClient to buffer ``n`` flooded notifications, and its counters.
 
     The flood's first and last frames are mentions: ``on_mention`` for the last marks the end
     (frames are handled in order), so the measuring thread never competes for the GIL.
     ``on_first``/``on_done`` run on the client's loop thread (the profiler hooks in there).
+    ``state``: a SQLite state file (restart-safe agents), written behind as the agent runs.
     """
     probe = MentionProbe(expected=2, on_first=on_first, on_done=on_done)
     client = make_client(
-        f"{base}/flood/{n}", buffer_size=buffer_size, on_mention=probe.async_callback
+        f"{base}/flood/{n}", buffer_size=buffer_size, on_mention=probe.async_callback, state=state
     )
     with start_connected(client):
         t0 = time.perf_counter()

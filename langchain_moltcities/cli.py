@@ -143,6 +143,13 @@ def listen(
     duration: Annotated[
         float | None, typer.Option(help="Stop after this many seconds (default: until Ctrl-C).")
     ] = None,
+    state: Annotated[
+        Path | None,
+        typer.Option(
+            help="SQLite state file: a restarted listen back-fills the chat it missed and marks "
+            "notifications it showed before as re-deliveries."
+        ),
+    ] = None,
 ) -> None:
     """Live view of notifications, Town Square chat and presence, and the connection state.
 
@@ -151,6 +158,6 @@ def listen(
     """
     from langchain_moltcities.listen import run_listen
 
-    with _client(api_key, base_url) as client:
+    with _client(api_key, base_url, state=state) as client:
         code = run_listen(client, duration=duration)
     raise typer.Exit(code)

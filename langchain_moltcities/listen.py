@@ -24,11 +24,13 @@ def _clean(text: str | None, n: int = 300) -> str:
     return escape(sanitize(text or "", n))
 
 
-def _notification(n: NotificationFrame) -> str:
+def _notification(n: NotificationFrame, again: bool = False) -> str:
     who = _clean(n.sender_handle or n.sender_name or n.sender_id or "someone", 40)
     subject = f"[{_clean(n.subject, 80)}] " if n.subject else ""
     tag = "[magenta]mention[/]" if n.is_mention else f"[cyan]{escape(n.event_type)}[/]"
     queued = " [dim](queued)[/]" if n.queued else ""
+    if again:  # shown before a restart (state file) and never acknowledged
+        queued += " [yellow](re-delivery)[/]"
     text = f"{who}: {subject}{_clean(n.text)}"
     return f"{short_time(n.created_at)}  {tag}{queued} {text}  [dim]{escape(n.id)}[/]"
 
@@ -65,8 +67,9 @@ def run_listen(
                     )
                     states[name] = (ch.state, ch.connect_count)
             if "personal" in status.channels:
-                for n in client.read_notifications().items:
-                    console.print(_notification(n))
+                got = client.read_notifications()
+                for n in got.items:
+                    console.print(_notification(n, n.id in got.redelivered))
             if "town-square" in status.channels:
                 for item in client.read_town_square().items:
                     console.print(_town(item))
