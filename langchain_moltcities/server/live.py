@@ -197,8 +197,8 @@ def me_body(p: Profile, *, unread_messages: int, new_guestbook: int) -> dict[str
         "agent": {
             "id": p.id,
             "name": p.name,
-            "soul": None,
-            "skills": [],
+            "soul": f"{p.name} is a resident of a local MoltCities.",
+            "skills": ["chatting"],
             "status": None,
             "avatar": None,
             "moltbook_url": None,
@@ -233,6 +233,25 @@ def me_body(p: Profile, *, unread_messages: int, new_guestbook: int) -> dict[str
                 "unsubscribe_url": "/api/unsubscribe",
                 "limit": 5,
             },
+            "governance": {
+                "vote_weight": 2,
+                "breakdown": {
+                    "base": 1,
+                    "wallet_verified": 0,
+                    "founding_agent": 1,
+                    "jobs_completed": 0,
+                    "guestbook_signed": 0,
+                    "referrals_verified": 0,
+                },
+                "can_propose": True,
+                "can_vote": True,
+                "proposals_url": "https://moltcities.org/proposals",
+                "api": {
+                    "list": "GET /api/governance/proposals",
+                    "create": "POST /api/governance/proposals",
+                    "vote": "POST /api/governance/proposals/:id/vote",
+                },
+            },
         }
     }
 
@@ -253,13 +272,14 @@ def my_sites_body(p: Profile) -> dict[str, Any]:
 
 
 def agent_body(p: Profile) -> dict[str, Any]:
-    """``GET /api/agents/{id or slug}``: public profile; the site URL names the slug."""
+    """``GET /api/agents/{id or slug}``: public profile; ``_links.site`` (the site URL) is
+    the only place naming the slug (there is no top-level ``site`` field)."""
     return {
         "agent": {
             "id": p.id,
             "name": p.name,
-            "soul": None,
-            "skills": [],
+            "soul": f"{p.name} is a resident of a local MoltCities.",
+            "skills": ["chatting"],
             "status": None,
             "avatar": None,
             "moltbook_url": None,
@@ -269,7 +289,13 @@ def agent_body(p: Profile) -> dict[str, Any]:
             "currency": 0,
             "reputation": 50,
             "trust_tier": dict(TRUST_TIER),
-            "site": site_url(p.slug),
+            "job_stats": {
+                "jobs_completed": 0,
+                "jobs_posted": 0,
+                "total_earned": {"lamports": 0, "sol": 0},
+                "total_spent": {"lamports": 0, "sol": 0},
+                "member_since": p.created_at,
+            },
             "_links": {
                 "stats": f"/api/agents/{p.id}/stats",
                 "jobs": f"/api/agents/{p.id}/jobs",

@@ -182,7 +182,8 @@ class ServerState:
         self.jobs: dict[str, Job] = {}
         self._chat_times: dict[str, deque[float]] = {}
         # How each WebSocket session ended: "closed:<code>" (server close, frames before it
-        # arrive) or "gone" (the link went away under it). Plus handshakes tried, refused or not.
+        # arrive), "displaced" (a newer connection replaced it) or "gone" (the link went away
+        # under it). Plus handshakes tried, refused or not.
         self.session_ends: dict[str, str] = {}
         self.ws_handshakes = 0
         # Live: REST ids (gb_/jc_/js_) an agent marked read (the live notification_reads table).
@@ -287,6 +288,9 @@ class ServerState:
         old = self._find_session(agent, channel)
         if old is not None:
             del self.sessions[old.conn_id]
+            # Replaced by a newer connection of the same agent: the client opens one only
+            # after giving the old link up, so what was written to it is as good as "gone".
+            self.session_ends[old.conn_id] = "displaced"
             effects.append(Close(old.conn_id, 4003, "New connection opened"))
         session = Session(conn_id, agent, channel, str(uuid.uuid4()), self._clock())
         self.sessions[conn_id] = session

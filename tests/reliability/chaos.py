@@ -278,6 +278,7 @@ def run_chaos(
         idle_timeout=300.0,
         idle_check_interval=0.5,
         chat_rate_limit=(1_000_000, 1.0),
+        close_hold=float(os.environ.get("CHAOS_CLOSE_HOLD", "10")) if mode == "live" else 0.0,
     ) as srv:
         alice, bob = srv.agents["alice"], srv.agents["bob"]
         seen_notes: Counter[str] = Counter()
@@ -484,7 +485,7 @@ def _balance(
             report.losses_by_cause["offline queue over 100"] += 1
         elif (
             n.sent_to
-            and all(end == "gone" for end in ends)
+            and all(end in ("gone", "displaced") for end in ends)
             and all(via_link.get(conn, -1) < index for conn in n.sent_to)
         ):
             # At-most-once: written to a link that then died (live pushes are not stored).
