@@ -10,17 +10,24 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
-import inspect
-import ipaddress
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable, Collection, Coroutine, Sequence
+from collections.abc import Collection, Coroutine, Sequence
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, SecretStr, computed_field
+from pydantic import SecretStr
 
+from langchain_moltcities.arguments import (
+    KNOWN_EVENT_TYPES,
+    TOWN_SQUARE_KINDS,
+    check_events,
+    check_ids,
+    check_limit,
+    check_text,
+    check_town_kinds,
+    split_base_url,
+)
 from langchain_moltcities.catchup import ChatGap
 from langchain_moltcities.connection import (
     CHANNELS,
@@ -37,9 +44,9 @@ from langchain_moltcities.errors import (
     NotConnectedError,
 )
 from langchain_moltcities.ingest import Ingest, Outcome, TownSquareItem
+from langchain_moltcities.listeners import MentionCallback, call_async, call_sync, is_async_callable
 from langchain_moltcities.protocol import (
-    DOCUMENTED_EVENT_TYPES,
-    LIVE_EVENT_TYPES,
+    MENTION_EVENT_TYPES,
     ChatFrame,
     MeResponse,
     NotificationFrame,
@@ -53,114 +60,22 @@ from langchain_moltcities.rest import RestApi
 from langchain_moltcities.settings import ClientSettings, api_key_from_env, base_url_from_env
 from langchain_moltcities.state import AgentState, StateSpec, open_store
 from langchain_moltcities.state.client_state import ClientStateKeeper, resolve_agent_key
+from langchain_moltcities.status import ChannelStatus, ClientStatus, mention_warning
 from langchain_moltcities.subscriptions import SubscriptionState, expand_event_types
 
-__all__ = ["ChannelStatus", "ClientStatus", "MentionCallback", "MoltCitiesClient"]
+__all__ = [
+    "KNOWN_EVENT_TYPES",
+    "TOWN_SQUARE_KINDS",
+    "ChannelStatus",
+    "ClientStatus",
+    "MentionCallback",
+    "MoltCitiesClient",
+]
 
 _log = logging.getLogger("langchain_moltcities.client")
 _T = TypeVar("_T")
 
-MentionCallback = Callable[[NotificationFrame], Awaitable[None] | None]
-KNOWN_EVENT_TYPES: tuple[str, ...] = tuple(dict.fromkeys(DOCUMENTED_EVENT_TYPES + LIVE_EVENT_TYPES))
-TOWN_SQUARE_KINDS: tuple[str, ...] = ("chat", "presence")
 _TERMINAL = frozenset({"failed", "displaced", "closed"})
-
-
-class ChannelStatus(BaseModel):
-    """A snapshot of one channel."""
-
-    model_config = ConfigDict(frozen=True)
-
-    name: str
-    transport: str
-    state: str
-    connect_count: int = 0
-    last_close_code: int | None = None
-    last_close_reason: str | None = None
-    last_error: str | None = None
-    agent_id: str | None = None
-    online_count: int | None = None
-    received: int = 0
-    duplicates_dropped: int = 0
-    overflow_dropped: int = 0
-    pending: int = 0
-    unknown_frames: int = 0
-    invalid_frames: int = 0
-    oversized_frames: int = 0
-    polling: bool = False
-    pending_acks: int = 0
-    backfilled: int = 0
-    backfill_pending: bool = False
-    retry_attempt: int = 0
-    pings_sent: int = 0
-    pongs_received: int = 0
-    offline_queue_full: int = 0
-    links_lost: int = 0
-    chat_gaps: int = 0
-    filtered_out: int = 0
-
-
-class ClientStatus(BaseModel):
-    """A snapshot of the whole client; ``connected`` is True when every channel is."""
-
-    model_config = ConfigDict(frozen=True)
-
-    started: bool
-    closed: bool
-    base_url: str
-    transport: str
-    agent_id: str | None
-    handle: str | None
-    channels: dict[str, ChannelStatus]
-    # Mentions derived from Town Square chat before (or without) the server's own.
-    mentions_recovered: int = 0
-    # Set when this client cannot hear some mentions (REST polling never lists them).
-    mention_warning: str | None = None
-    # REST reads (the live server's only "mark read") that failed and wait for a retry.
-    unsent_reads: int = 0
-
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def connected(self) -> bool:
-        return bool(self.channels) and all(c.state == "connected" for c in self.channels.values())
-
-
-def _is_loopback(host: str) -> bool:
-    if host.lower() in ("localhost", "localhost.localdomain") or host.lower().endswith(
-        ".localhost"
-    ):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def _split_base_url(base_url: str, allow_insecure: bool) -> tuple[str, str]:
-    """(REST base, WebSocket base) from any of http(s)/ws(s); refuses clear text off-host."""
-    parts = urlsplit(base_url.strip())
-    scheme = parts.scheme.lower()
-    if scheme not in ("http", "https", "ws", "wss") or not parts.hostname:
-        raise InvalidArgumentError(
-            f"base_url {redact(base_url)!r} is not a usable URL; give one like "
-            "'https://moltcities.org' (http, https, ws or wss)"
-        )
-    secure = scheme in ("https", "wss")
-    if not secure and not allow_insecure and not _is_loopback(parts.hostname):
-        raise InvalidArgumentError(
-            f"refusing to send the API key in clear text to {parts.hostname} over {scheme}://; "
-            "use https:// (or wss://), or pass allow_insecure=True if this network is trusted"
-        )
-    path = parts.path.rstrip("/")
-    rest = urlunsplit(("https" if secure else "http", parts.netloc, path, "", ""))
-    ws = urlunsplit(("wss" if secure else "ws", parts.netloc, path, "", ""))
-    return rest, ws
-
-
-def _is_async_callable(cb: object) -> bool:
-    return inspect.iscoroutinefunction(cb) or inspect.iscoroutinefunction(
-        getattr(cb, "__call__", None)  # noqa: B004 - callable objects with async __call__
-    )
 
 
 class MoltCitiesClient:
@@ -193,7 +108,7 @@ class MoltCitiesClient:
             )
         self._key: SecretStr = key
         self._base_url = (base_url or base_url_from_env()).strip()
-        self._rest_base, self._ws_base = _split_base_url(self._base_url, allow_insecure)
+        self._rest_base, self._ws_base = split_base_url(self._base_url, allow_insecure)
         if isinstance(channels, str):
             channels = (channels,)
         unknown = [c for c in channels if c not in CHANNELS]
@@ -222,7 +137,7 @@ class MoltCitiesClient:
         # Filter, acked ids, handle directory and recovered mentions: one room (ingest.py).
         self._ingest = Ingest(self._notifications, self._town, memory=self.settings.dedupe_memory)
         self._lookups: set[str] = set()
-        self._mention_deaf_logged = False
+        self._mention_deaf_logged: str | None = None
         self._agent_id: str | None = None
         self._handle: str | None = None
         self._lock = threading.Lock()
@@ -352,8 +267,7 @@ class MoltCitiesClient:
         resend = keeper.prime_channels(self._channels)
         personal = self._channels.get("personal")
         if (subs := keeper.stored_subscriptions()) is not None and personal is not None:
-            self._ingest.subscriptions.want(subs)
-            await personal.subscribe(expand_event_types(subs))
+            await self._aset_subscriptions(subs)
         for channel in self._channels.values():
             channel.start()
         keeper.start(self._channels, self._town, self._ingest)
@@ -375,7 +289,7 @@ class MoltCitiesClient:
                 self._set_identity(handle_from_sites_body(await self._rest_api().my_sites()))
             except MoltCitiesError as exc:
                 _log.info("could not learn our own handle from GET /api/my/sites: %s", exc)
-        if self._handle is None:
+        if self._handle is None and not self._closed:
             _log.warning(
                 "this agent's handle is unknown (no site?): mentions are heard only when the "
                 "server pushes them, none are recovered from Town Square chat"
@@ -509,32 +423,17 @@ class MoltCitiesClient:
         )
 
     def _mention_warning(self, channels: dict[str, ChannelStatus]) -> str | None:
-        """Loud words for a client that cannot hear (some) mentions; logged once."""
-        personal = channels.get("personal")
-        if personal is None or not (personal.polling or self._transport == "poll"):
-            return None
-        town = channels.get("town-square")
-        if town is None:
-            warning = (
-                "polling over REST, which never lists mentions, and no Town Square channel to "
-                "recover them from: this client hears NO mentions until the socket is back"
+        warning = mention_warning(channels, transport=self._transport, handle=self._handle)
+        if warning and warning != self._mention_deaf_logged:
+            self._mention_deaf_logged = (
+                warning  # loud once per state in the log; always in status()
             )
-        elif self._handle is None:
-            warning = (
-                "polling over REST, which never lists mentions, and this agent's handle is "
-                "unknown, so none are recovered from Town Square chat"
-            )
-        else:
-            warning = (
-                "polling over REST, which never lists mentions: chat mentions are recovered from "
-                "Town Square chat, other mentions are not heard until the socket is back"
-            )
-        if not self._mention_deaf_logged:
-            self._mention_deaf_logged = True
             _log.warning("mentions: %s", warning)
         return warning
 
     def _connected_or_hopeless(self) -> bool | None:
+        if not self._channel_names:
+            return True  # REST only: nothing to wait for
         st = self.status()
         if st.connected:
             return True
@@ -571,8 +470,8 @@ class MoltCitiesClient:
 
         ``event_types`` keeps only those types (documented or live names); others stay unread.
         """
-        kinds = None if event_types is None else expand_event_types(_check_events(event_types))
-        got = self._notifications.read(_check_limit(limit), kinds)
+        kinds = None if event_types is None else expand_event_types(check_events(event_types))
+        got = self._notifications.read(check_limit(limit), kinds)
         if self._keeper is not None and got.items:
             again = self._keeper.notifications_read(got.items, self._ingest.acks)
             if again:
@@ -583,16 +482,22 @@ class MoltCitiesClient:
         self, limit: int | None = None, kinds: Sequence[str] | str | None = None
     ) -> ReadResult[TownSquareItem]:
         """Unread Town Square events (``chat`` and ``presence``), oldest first."""
-        wanted = None if kinds is None else _check_town_kinds(kinds)
-        got = self._town.read(_check_limit(limit), wanted)
+        wanted = None if kinds is None else check_town_kinds(kinds)
+        got = self._town.read(check_limit(limit), wanted)
         if self._keeper is not None and got.items:
             self._keeper.chat_read(got.items)
         return _with_items(got, [self._ingest.with_handle(i) for i in got.items])
 
-    def chat_gaps(self) -> list[ChatGap]:
-        """Town Square spans that may be missing (full back-fill pages), oldest first."""
+    def chat_gaps(self, *, unreported: bool = False) -> list[ChatGap]:
+        """Town Square spans that may be missing (full back-fill pages), oldest first.
+
+        ``unreported``: only those not returned by an earlier ``unreported=True`` call (what
+        ``read_town_square`` uses to say each gap once).
+        """
         town = self._channels.get("town-square")
-        return list(town.chat.gaps) if town is not None else []
+        if town is None:
+            return []
+        return town.chat.take_unreported() if unreported else list(town.chat.gaps)
 
     # ------------------------------------------------------------------ mentions
 
@@ -677,44 +582,18 @@ class MoltCitiesClient:
             self._keeper.mention_received(frame)
         loop = asyncio.get_running_loop()
         for cb in list(self._listeners):
-            if _is_async_callable(cb):
-                self._track(loop.create_task(self._call_async(cb, frame)))
+            if is_async_callable(cb):
+                self._track(loop.create_task(call_async(cb, frame)))
             else:
                 if self._executor is None:
                     self._executor = concurrent.futures.ThreadPoolExecutor(
                         max_workers=4, thread_name_prefix="moltcities-mention"
                     )
-                self._track(loop.run_in_executor(self._executor, self._call_sync, cb, frame, loop))
+                self._track(loop.run_in_executor(self._executor, call_sync, cb, frame, loop))
 
     def _track(self, fut: asyncio.Future[Any]) -> None:
         self._callback_tasks.add(fut)
         fut.add_done_callback(self._callback_tasks.discard)
-
-    @staticmethod
-    async def _call_async(cb: MentionCallback, frame: NotificationFrame) -> None:
-        try:
-            result = cb(frame)
-            if inspect.isawaitable(result):
-                await result
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            _log.exception("on_mention callback %r raised; the client carries on", cb)
-
-    @staticmethod
-    def _call_sync(
-        cb: MentionCallback, frame: NotificationFrame, loop: asyncio.AbstractEventLoop
-    ) -> None:
-        try:
-            result = cb(frame)
-            if inspect.isawaitable(result):
-
-                async def _await() -> None:
-                    await result
-
-                asyncio.run_coroutine_threadsafe(_await(), loop).result()
-        except Exception:
-            _log.exception("on_mention callback %r raised; the client carries on", cb)
 
     # ------------------------------------------------------------------ running work
 
@@ -784,11 +663,9 @@ class MoltCitiesClient:
         return {i for i in ids if i in queued or any(r in unread for r in book.rest_ids_for([i]))}
 
     async def _aack(self, ids: list[str]) -> None:
-        book = self._ingest.acks
-        book.acked(ids)
         if self._keeper is not None:
             # Durable before the ack leaves: a crash in between re-sends it on the next start.
-            await self._keeper.before_ack(ids, book)
+            await self._keeper.before_ack(ids, self._ingest.acks)
         try:
             await self._aack_send(ids)
         finally:
@@ -797,8 +674,12 @@ class MoltCitiesClient:
 
     async def _aack_send(self, ids: list[str]) -> None:
         book = self._ingest.acks
-        # Mentions recovered from chat exist only here: nothing to tell the server.
-        ids = [i for i in ids if not i.startswith(_RECOVERED_PREFIX)]
+        book.acked(ids)
+        # A mention recovered from chat exists only here; the server hears of it under its own
+        # id, if it raised one (the documented server redelivers a mention until acked).
+        twins = self._ingest.server_ids_for(ids)
+        book.acked(twins)
+        ids = [i for i in ids if not i.startswith(_RECOVERED_PREFIX)] + twins
         personal = self._channels.get("personal")
         if personal is None:
             # REST only: every id goes straight to the server, and its errors to the caller.
@@ -814,7 +695,23 @@ class MoltCitiesClient:
     async def _send_reads(self, rest_ids: list[str]) -> None:
         """Mark read over REST; a failure keeps the id for the next ack."""
         book = self._ingest.acks
-        for rid in dict.fromkeys(rest_ids):
+        todo = list(dict.fromkeys(rest_ids))
+        if len(todo) > 1:
+            # One request per hundred (a busy agent acks many at once); item by item if the
+            # server refuses the batch, so one bad id can't hold back the rest.
+            done: list[str] = []
+            for i in range(0, len(todo), 100):
+                chunk = todo[i : i + 100]
+                try:
+                    await self._rest_api().mark_read_many(chunk)
+                except MoltCitiesError:
+                    continue
+                done += chunk
+            finished = set(done)
+            for rid in done:
+                book.read_done(rid)
+            todo = [rid for rid in todo if rid not in finished]
+        for rid in todo:
             try:
                 await self._rest_api().mark_read(rid)
             except MoltCitiesError as exc:
@@ -837,8 +734,12 @@ class MoltCitiesClient:
         subs.want(events)
         if self._keeper is not None:
             self._keeper.subscriptions_set(events)
-        # The server gets every mention type either dialect uses; the client filters anyway.
-        echo = await personal.subscribe(expand_event_types(events))
+        # A live mention name asks a documented server for its "mention" too; the client
+        # filters anyway (the live server doesn't).
+        to_server = list(events)
+        if "mention" not in to_server and any(e in MENTION_EVENT_TYPES for e in to_server):
+            to_server.append("mention")
+        echo = await personal.subscribe(to_server)
         if echo is not None:
             subs.echo(echo)
         return list(events)
@@ -851,7 +752,10 @@ class MoltCitiesClient:
 
     async def _achat_history(self, after: str | None, limit: int | None) -> list[ChatFrame]:
         page = await self._rest_api().chat_history(after=after, limit=limit)
-        return [m.to_chat() for m in page.messages]
+        chats = [m.to_chat() for m in page.messages]
+        for chat in chats:  # history names handles (profile_url): the directory learns them
+            self._ingest.directory.learn_from(chat)
+        return [self._ingest.with_handle(c) for c in chats]
 
     async def _alist_notifications(self, unread: bool, limit: int | None) -> NotificationsPage:
         return await self._rest_api().list_notifications(unread=unread, limit=limit)
@@ -869,24 +773,24 @@ class MoltCitiesClient:
 
     def ack(self, ids: str | Sequence[str]) -> None:
         """Acknowledge notifications (over the socket, or queued until it reconnects)."""
-        self._run(self._aack(_check_ids(ids)))
+        self._run(self._aack(check_ids(ids)))
 
     async def aack(self, ids: str | Sequence[str]) -> None:
-        await self._arun(self._aack(_check_ids(ids)))
+        await self._arun(self._aack(check_ids(ids)))
 
     def set_subscriptions(self, events: Sequence[str]) -> list[str]:
         """Choose the event types pushed on the personal channel; re-sent after reconnects."""
-        return self._run(self._aset_subscriptions(_check_events(events)))
+        return self._run(self._aset_subscriptions(check_events(events)))
 
     async def aset_subscriptions(self, events: Sequence[str]) -> list[str]:
-        return await self._arun(self._aset_subscriptions(_check_events(events)))
+        return await self._arun(self._aset_subscriptions(check_events(events)))
 
     def post_chat(self, message: str) -> ChatFrame:
         """Post to Town Square (1-500 characters)."""
-        return self._run(self._apost_chat(_check_text(message)))
+        return self._run(self._apost_chat(check_text(message)))
 
     async def apost_chat(self, message: str) -> ChatFrame:
-        return await self._arun(self._apost_chat(_check_text(message)))
+        return await self._arun(self._apost_chat(check_text(message)))
 
     def chat_history(self, after: str | None = None, limit: int | None = None) -> list[ChatFrame]:
         """Town Square messages, oldest first, strictly after ``after`` (ISO time) if given."""
@@ -908,10 +812,10 @@ class MoltCitiesClient:
         return await self._arun(self._alist_notifications(unread, limit))
 
     def mark_read(self, notification_id: str) -> None:
-        self._run(self._amark_read(_check_ids(notification_id)[0]))
+        self._run(self._amark_read(check_ids(notification_id)[0]))
 
     async def amark_read(self, notification_id: str) -> None:
-        await self._arun(self._amark_read(_check_ids(notification_id)[0]))
+        await self._arun(self._amark_read(check_ids(notification_id)[0]))
 
     def me(self) -> MeResponse:
         return self._run(self._ame())
@@ -927,52 +831,5 @@ _MAX_LOOKUPS = 8
 _RECOVERED_PREFIX = "chat:"
 
 
-# ---------------------------------------------------------------------- argument checks
-
-
 def _with_items(result: ReadResult[_T], items: list[_T]) -> ReadResult[_T]:
     return dataclasses.replace(result, items=items)
-
-
-def _check_limit(limit: int | None) -> int | None:
-    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
-        raise InvalidArgumentError(f"limit must be a non-negative int or None, got {limit!r}")
-    return limit
-
-
-def _check_ids(ids: str | Sequence[str]) -> list[str]:
-    items = [ids] if isinstance(ids, str) else list(ids)
-    bad = [i for i in items if not isinstance(i, str) or not i.strip()]
-    if not items or bad:
-        raise InvalidArgumentError(
-            "give one or more notification ids (non-empty strings), e.g. 'notif_abc123'"
-        )
-    return [i.strip() for i in items]
-
-
-def _check_events(events: Sequence[str]) -> list[str]:
-    if isinstance(events, str):
-        events = [events]
-    chosen = list(events)
-    unknown = [e for e in chosen if e not in KNOWN_EVENT_TYPES]
-    if unknown:
-        raise InvalidArgumentError(
-            f"unknown event type(s) {unknown}; valid ones are {list(KNOWN_EVENT_TYPES)}"
-        )
-    return chosen
-
-
-def _check_town_kinds(kinds: Sequence[str] | str) -> list[str]:
-    chosen = [kinds] if isinstance(kinds, str) else list(kinds)
-    unknown = [k for k in chosen if k not in TOWN_SQUARE_KINDS]
-    if unknown:
-        raise InvalidArgumentError(
-            f"unknown Town Square kind(s) {unknown}; valid ones are {list(TOWN_SQUARE_KINDS)}"
-        )
-    return chosen
-
-
-def _check_text(message: str) -> str:
-    if not isinstance(message, str):
-        raise InvalidArgumentError(f"message must be text, got {type(message).__name__}")
-    return message

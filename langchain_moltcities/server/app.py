@@ -20,6 +20,7 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
+from langchain_moltcities.server import live
 from langchain_moltcities.server.state import (
     PERSONAL,
     TOWN_SQUARE,
@@ -160,19 +161,66 @@ def build_app(hub: Hub) -> Starlette:
         hub.apply(effects)
         return 201, reply
 
+    def limit_param(request: Request, default: int, maximum: int) -> int:
+        if state.mode == "live":  # parseInt and a cap, as the live server reads it
+            try:
+                return live.parse_limit(request.query_params.get("limit"), default, maximum)
+            except ValueError as exc:
+                raise ApiError(400, str(exc)) from None
+        return _int_param(request, "limit", default)
+
     async def get_chat(request: Request) -> tuple[int, Any]:
         after = request.query_params.get("after")
-        return 200, state.chat_history(after=after, limit=_int_param(request, "limit", 100))
+        return 200, state.chat_history(after=after, limit=limit_param(request, 100, 200))
 
     async def get_notifications(request: Request) -> tuple[int, Any]:
         agent = me_agent(request)
-        unread = request.query_params.get("unread", "").lower() in ("1", "true", "yes")
+        raw = request.query_params.get("unread", "")
+        if state.mode == "live":
+            unread = raw == "true"
+        else:
+            unread = raw.lower() in ("1", "true", "yes")
         return 200, state.list_notifications(
             agent,
-            limit=_int_param(request, "limit", 50),
+            limit=limit_param(request, 50, 100),
             unread=unread,
             since=request.query_params.get("since"),
         )
+
+    def live_only() -> None:
+        if state.mode != "live":
+            raise ApiError(404, "Not found (this route exists only in live mode)")
+
+    async def notification_stats(request: Request) -> tuple[int, Any]:
+        live_only()
+        return 200, state.notification_stats(me_agent(request))
+
+    async def my_sites(request: Request) -> tuple[int, Any]:
+        live_only()
+        return 200, state.my_sites(me_agent(request))
+
+    async def get_agent(request: Request) -> tuple[int, Any]:
+        live_only()
+        return 200, state.agent_profile(request.path_params["agent"])
+
+    async def follow(request: Request) -> tuple[int, Any]:
+        live_only()
+        reply, effects = state.follow_site(me_agent(request), request.path_params["handle"])
+        hub.apply(effects)
+        return (201 if reply["message"] == "Following." else 200), reply
+
+    async def post_town_square(request: Request) -> tuple[int, Any]:
+        live_only()
+        agent = me_agent(request)
+        body = await _json_body(request)
+        reply, effects = state.post_town_square(agent, body.get("message"))
+        hub.apply(effects)
+        return 201, reply
+
+    async def ws_status(request: Request) -> tuple[int, Any]:
+        live_only()
+        me_agent(request)
+        return 200, state.ws_status()
 
     async def read_one(request: Request) -> tuple[int, Any]:
         agent = me_agent(request)
@@ -282,6 +330,12 @@ def build_app(hub: Hub) -> Starlette:
         Route("/api/chat", rest(get_chat), methods=["GET"]),
         Route("/api/notifications", rest(get_notifications), methods=["GET"]),
         Route("/api/notifications/read", rest(read_many), methods=["POST"]),
+        Route("/api/notifications/stats", rest(notification_stats), methods=["GET"]),
+        Route("/api/my/sites", rest(my_sites), methods=["GET"]),
+        Route("/api/agents/{agent}", rest(get_agent), methods=["GET"]),
+        Route("/api/sites/{handle}/follow", rest(follow), methods=["POST"]),
+        Route("/api/town-square", rest(post_town_square), methods=["POST"]),
+        Route("/api/ws/status", rest(ws_status), methods=["GET"]),
         Route("/api/notifications/{notification_id}/read", rest(read_one), methods=["POST"]),
         Route("/api/me", rest(get_me), methods=["GET"]),
         Route("/api/agents/{handle}/message", rest(send_message), methods=["POST"]),

@@ -11,14 +11,10 @@ from typing import Any, Literal
 
 Mode = Literal["documented", "live"]
 
-# Live job event names for a status change; other statuses raise no live push (the live
-# server has no generic ``job.status`` event), only a REST ``job_status`` record.
-LIVE_JOB_STATUS_EVENTS: dict[str, str] = {
-    "submitted": "job.submitted",
-    "completed": "job.approved",
-    "approved": "job.approved",
-    "paid": "job.paid",
-}
+# Preview lengths of the live server's pushes (it cuts with ``substring(0, 100)``).
+LIVE_PREVIEW_CHARS = 100
+# Job statuses the live REST list shows the worker (``js_<job id>`` items).
+LIVE_LISTED_JOB_STATUSES = ("completed", "approved", "paid")
 
 
 @dataclass(frozen=True)
@@ -38,6 +34,8 @@ class Event:
     data: dict[str, Any]
     rest_type: str | None  # live REST ``type``; None: never listed over REST (mentions)
     rest_id: str | None  # live REST id (``msg_``/``gb_``/``jc_``/``js_``)
+    # Live: the REST list shows its own form of the data (``None``: the same as ``data``).
+    rest_data: dict[str, Any] | None = None
 
 
 def inbox_message(
@@ -72,18 +70,19 @@ def inbox_message(
         },
         "message",
         f"msg_{message_id}",
+        # The REST list shows the sender as {id, name, avatar} and marks a cut preview.
+        {
+            "message_id": message_id,
+            "from": {"id": sender.id, "name": sender.name, "avatar": None},
+            "subject": subject,
+            "preview": _cut(body),
+        },
     )
 
 
-def live_rest_message_data(data: dict[str, Any]) -> dict[str, Any]:
-    """The live REST list shows the sender as ``{id, name, avatar}``, not the WS form."""
-    sender = data.get("from") or {}
-    return {
-        "message_id": data.get("message_id"),
-        "from": {"id": sender.get("agent_id"), "name": sender.get("display_name"), "avatar": None},
-        "subject": data.get("subject"),
-        "preview": data.get("preview"),
-    }
+def _cut(text: str) -> str:
+    """The live REST list's preview: 100 characters, ``...`` when cut."""
+    return text[:LIVE_PREVIEW_CHARS] + ("..." if len(text) > LIVE_PREVIEW_CHARS else "")
 
 
 def guestbook_entry(
@@ -108,10 +107,17 @@ def guestbook_entry(
             "site_slug": site_slug,
             "author": author_name,
             "author_agent_id": author.id,
-            "message": message,
+            "message": message[:LIVE_PREVIEW_CHARS],
         },
         "guestbook",
         f"gb_{entry_id}",
+        {
+            "entry_id": entry_id,
+            "site_slug": site_slug,
+            "author": author_name,
+            "author_agent_id": author.id,
+            "message": _cut(message),
+        },
     )
 
 
@@ -135,7 +141,37 @@ def mention(mode: Mode, author: AgentRef, message_id: str, text: str) -> Event:
             "message_id": message_id,
             "author_id": author.id,
             "author_name": author.name,
-            "message_preview": text[:200],
+            "message_preview": text[:LIVE_PREVIEW_CHARS],
+        },
+        None,
+        None,
+    )
+
+
+def town_square_mention(author: AgentRef, post_id: str, text: str) -> Event:
+    """Live only: a mention in a legacy ``POST /api/town-square`` post (never over REST)."""
+    return Event(
+        "mention.town_square",
+        {
+            "post_id": post_id,
+            "author_id": author.id,
+            "author_name": author.name,
+            "message_preview": text[:LIVE_PREVIEW_CHARS],
+        },
+        None,
+        None,
+    )
+
+
+def site_followed(follower: AgentRef, site_id: str, site_slug: str) -> Event:
+    """Live only: someone followed the recipient's site (never over REST)."""
+    return Event(
+        "site.followed",
+        {
+            "site_id": site_id,
+            "site_slug": site_slug,
+            "follower_id": follower.id,
+            "follower_name": follower.name,
         },
         None,
         None,
@@ -143,7 +179,13 @@ def mention(mode: Mode, author: AgentRef, message_id: str, text: str) -> Event:
 
 
 def job_application(
-    mode: Mode, applicant: AgentRef, job_id: str, job_title: str, proposal: str, attempt_id: str
+    mode: Mode,
+    applicant: AgentRef,
+    job_id: str,
+    job_title: str,
+    proposal: str,
+    attempt_id: str,
+    active_workers: int = 1,
 ) -> Event:
     if mode == "documented":
         return Event(
@@ -165,11 +207,17 @@ def job_application(
             "job_title": job_title,
             "worker_id": applicant.id,
             "worker_name": applicant.name,
-            "worker_handle": applicant.handle,
-            "message": proposal,
+            "active_workers": active_workers,
         },
         "job_attempt",
         f"jc_{attempt_id}",
+        {
+            "attempt_id": attempt_id,
+            "job_id": job_id,
+            "job_title": job_title,
+            "worker": {"id": applicant.id, "name": applicant.name, "avatar": None},
+            "message": _cut(proposal),
+        },
     )
 
 
@@ -180,8 +228,8 @@ def job_status(
     job_title: str,
     old_status: str,
     new_status: str,
-    change_id: str,
 ) -> Event:
+    """Documented: a ``job.status`` push for every change."""
     data = {
         "job_id": job_id,
         "job_title": job_title,
@@ -189,6 +237,59 @@ def job_status(
         "new_status": new_status,
         "by_agent_id": by.id,
     }
-    if mode == "documented":
-        return Event("job.status", data, "job_status", None)
-    return Event(LIVE_JOB_STATUS_EVENTS.get(new_status), data, "job_status", f"js_{change_id}")
+    return Event("job.status", data, "job_status", None)
+
+
+@dataclass(frozen=True)
+class LiveJob:
+    """What the live server's job pushes name: the job and both parties."""
+
+    id: str
+    title: str
+    poster: AgentRef
+    worker: AgentRef
+    reward_lamports: int
+    review_deadline: str
+
+
+def live_job_events(job: LiveJob, new_status: str) -> list[tuple[str, Event]]:
+    """Live: who gets what for a status change, as ``(recipient id, event)`` pairs.
+
+    ``submitted`` tells the poster (``job.submitted``); ``completed``/``approved`` tell the
+    worker (``job.approved``); ``paid`` tells the worker (``job.paid``). The worker's REST list
+    then holds one ``js_<job id>`` item with the job's latest status. Other changes push nothing.
+    """
+    base: dict[str, Any] = {"job_id": job.id, "job_title": job.title}
+    rest = {
+        **base,
+        "status": "completed" if new_status == "approved" else new_status,
+        "poster": {"name": job.poster.name, "avatar": None},
+    }
+    if new_status == "submitted":
+        data: dict[str, Any] = {
+            **base,
+            "worker_id": job.worker.id,
+            "worker_name": job.worker.name,
+            "review_deadline": job.review_deadline,
+            "model": "race-to-complete",
+        }
+        return [(job.poster.id, Event("job.submitted", data, None, None))]
+    if new_status in ("completed", "approved"):
+        data = {
+            **base,
+            "poster_id": job.poster.id,
+            "poster_name": job.poster.name,
+            "reward_lamports": job.reward_lamports,
+        }
+        event = Event("job.approved", data, "job_status", f"js_{job.id}", rest)
+        return [(job.worker.id, event)]
+    if new_status == "paid":
+        payment = job.reward_lamports * 99 // 100
+        data = {
+            **base,
+            "reward_lamports": job.reward_lamports,
+            "worker_payment_lamports": payment,
+            "signature": "local" + "1" * 83,
+        }
+        return [(job.worker.id, Event("job.paid", data, "job_status", f"js_{job.id}", rest))]
+    return []

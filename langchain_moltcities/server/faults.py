@@ -4,7 +4,9 @@ The public port of a ``LocalServer`` is this proxy's. It forwards bytes both way
 drop every connection abruptly (TCP reset, no close frame), freeze (stop forwarding and
 reading in both directions while keeping sockets open: a half-open link), and swallow the
 server's reply to a client's WebSocket close frame (the live server never answers it, so a
-closing client waits out its close timeout and ends with 1006). Uvicorn's WebSocket layer
+closing client waits out its close timeout and ends with 1006), and hold the TCP connection
+open for a while after the server's own close frame (the live server keeps it about 10 s, so
+a client that waits for the TCP close shows a dead channel as connected). Uvicorn's WebSocket layer
 hides its transports, so doing this at the byte level is the one clean place for it.
 """
 
@@ -89,8 +91,10 @@ class _Pair:
 class FaultProxy:
     """Forwards ``host:port`` to ``127.0.0.1:upstream_port``, with fault switches."""
 
-    def __init__(self, *, swallow_close_replies: bool = False) -> None:
+    def __init__(self, *, swallow_close_replies: bool = False, close_hold: float = 0.0) -> None:
         self.swallow_close_replies = swallow_close_replies
+        # Seconds the client's TCP connection stays open after the server's close frame.
+        self.close_hold = close_hold
         self.upstream_port = 0
         self._server: asyncio.Server | None = None
         self._pairs: set[_Pair] = set()
@@ -135,6 +139,10 @@ class FaultProxy:
 
     def thaw(self) -> None:
         self._thawed.set()
+
+    @property
+    def _scan_server(self) -> bool:
+        return self.swallow_close_replies or self.close_hold > 0
 
     @property
     def frozen(self) -> bool:
@@ -192,7 +200,7 @@ class FaultProxy:
                 if not pair.upgraded and data.startswith(b"HTTP/1.1 101"):
                     pair.upgraded = True
                     frames = data.partition(b"\r\n\r\n")[2]
-                if self.swallow_close_replies and pair.upgraded and not pair.server_closed:
+                if self._scan_server and pair.upgraded and not pair.server_closed:
                     pair.server_closed = pair.server_scanner.feed(frames)
                 if pair.client_closed:
                     continue  # live mode: the reply to the client's close never leaves
@@ -202,4 +210,8 @@ class FaultProxy:
             pass
         if pair.client_closed:
             return  # keep the client socket open until the client gives up
+        if pair.server_closed and self.close_hold > 0:
+            # The close frame went out; the TCP close comes only after the hold (or when the
+            # client drops the socket itself: that cancels this task).
+            await asyncio.sleep(self.close_hold)
         pair.client_writer.close()

@@ -32,6 +32,8 @@ _KEY_RE = re.compile(r"mc_[A-Za-z0-9]+")
 _QUERY_KEY_RE = re.compile(r"(?i)\b((?:token|api_key|key)=)[^&\s'\"]+")
 _BEARER_RE = re.compile(r"(?i)(bearer\s+)[^\s'\"]+")
 _CLOSE_REASONS = {4000: "Connection timeout", 4003: "New connection opened"}
+# Seconds the live server keeps the TCP connection open after its own close frame.
+LIVE_CLOSE_HOLD = 10.0
 
 
 class _RedactKeys(logging.Filter):
@@ -110,9 +112,20 @@ class LocalServer:
         chat_rate_limit: tuple[int, float] = (10, 10.0),
         max_message_size: int = 1024 * 1024,
         agent_keys: Mapping[str, tuple[str, str]] | None = None,
+        close_hold: float | None = None,
     ) -> None:
-        """``agent_keys`` maps a handle to a known ``(agent_id, api_key)`` (e.g. a keys file)."""
+        """``agent_keys`` maps a handle to a known ``(agent_id, api_key)`` (e.g. a keys file).
+
+        ``close_hold``: seconds the TCP connection stays open after the server's own close
+        frame (4003 displacement, 4000 idle, ``disconnect_all``); default 10 s in live mode as
+        on the live server, 0 in documented mode.
+        """
         self.mode: Mode = mode
+        if close_hold is None:
+            close_hold = LIVE_CLOSE_HOLD if mode == "live" else 0.0
+        if close_hold < 0:
+            raise ValueError(f"close_hold must be >= 0 seconds, not {close_hold!r}")
+        self.close_hold = close_hold
         self.host = host
         self.idle_check_interval = idle_check_interval
         self.max_message_size = max_message_size
@@ -218,7 +231,7 @@ class LocalServer:
         if not server.started:
             raise RuntimeError("the local MoltCities server failed to start (see uvicorn's log)")
         self._uvicorn, self._socket = server, sock
-        proxy = FaultProxy(swallow_close_replies=self.mode == "live")
+        proxy = FaultProxy(swallow_close_replies=self.mode == "live", close_hold=self.close_hold)
         proxy.upstream_port = sock.getsockname()[1]
         self._proxy = proxy
         self._port = await proxy.start(self.host, self._port)

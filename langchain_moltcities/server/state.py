@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from langchain_moltcities.protocol import DOCUMENTED_EVENT_TYPES, parse_timestamp
-from langchain_moltcities.server import events
+from langchain_moltcities.server import events, live
 from langchain_moltcities.server.events import AgentRef, Event, Mode
 
 PERSONAL = "personal"
@@ -33,7 +33,6 @@ MESSAGE_BODY_MAX_CHARS = 5000
 HANDLE_RE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 MENTION_RE = re.compile(r"@([a-zA-Z0-9_-]+)")
 JOB_STATUSES = ("open", "in_progress", "submitted", "completed", "approved", "paid", "cancelled")
-LIVE_REST_ID_PREFIXES = ("msg_", "gb_", "jc_", "js_")
 
 # srv.notify() with a bare event name: which REST list type and id prefix it gets.
 _REST_TYPE_FOR_EVENT: dict[str, tuple[str, str]] = {
@@ -99,7 +98,8 @@ class Notification:
     created_at: str
     rest_created_at: str
     acked: bool = False  # documented: acked over WS or marked read over REST
-    read: bool = False
+    read: bool = False  # live: a message marked read over REST (others: ``ServerState.reads``)
+    read_at: str | None = None
     # Delivery journal, so a test can explain every loss: the connections this was written
     # to, and whether the live offline queue dropped it for overflow.
     sent_to: list[str] = field(default_factory=list)
@@ -133,6 +133,8 @@ class Job:
     poster: Agent
     status: str = "open"
     worker: Agent | None = None
+    reward_lamports: int = 0
+    attempts: int = 0
 
 
 def _rand(n: int = 10) -> str:
@@ -180,9 +182,13 @@ class ServerState:
         self.jobs: dict[str, Job] = {}
         self._chat_times: dict[str, deque[float]] = {}
         # How each WebSocket session ended: "closed:<code>" (server close, frames before it
-        # arrive) or "gone" (the link went away under it). Plus handshakes tried, refused or not.
+        # arrive), "displaced" (a newer connection replaced it) or "gone" (the link went away
+        # under it). Plus handshakes tried, refused or not.
         self.session_ends: dict[str, str] = {}
         self.ws_handshakes = 0
+        # Live: REST ids (gb_/jc_/js_) an agent marked read (the live notification_reads table).
+        self.reads: dict[str, set[str]] = {}
+        self.follows: set[tuple[str, str]] = set()  # (follower id, followed agent id)
 
     # ------------------------------------------------------------------ time and agents
 
@@ -218,7 +224,7 @@ class ServerState:
         if key in self._by_key:
             raise ValueError(f"the API key given for {handle!r} is already in use")
         agent = Agent(
-            id=agent_id or new_agent_id(),
+            id=agent_id or (live.new_id() if self.mode == "live" else new_agent_id()),
             handle=handle,
             name=name or default_name(handle),
             api_key=key,
@@ -282,6 +288,9 @@ class ServerState:
         old = self._find_session(agent, channel)
         if old is not None:
             del self.sessions[old.conn_id]
+            # Replaced by a newer connection of the same agent: the client opens one only
+            # after giving the old link up, so what was written to it is as good as "gone".
+            self.session_ends[old.conn_id] = "displaced"
             effects.append(Close(old.conn_id, 4003, "New connection opened"))
         session = Session(conn_id, agent, channel, str(uuid.uuid4()), self._clock())
         self.sessions[conn_id] = session
@@ -403,9 +412,12 @@ class ServerState:
 
     def _subscribe(self, session: Session, msg: dict[str, Any]) -> list[Effect]:
         wanted = msg.get("events")
-        if not isinstance(wanted, list) or not all(isinstance(e, str) for e in wanted):
-            if self.mode == "live":
+        if self.mode == "live":
+            # Stored and echoed whatever the list holds; it filters nothing (see raise_event).
+            if not isinstance(wanted, list):
                 return []
+            return [Send(session.conn_id, {"type": "subscribed", "events": wanted})]
+        if not isinstance(wanted, list) or not all(isinstance(e, str) for e in wanted):
             return [self._error(session.conn_id, "subscribe needs events: a list of event types")]
         session.subscriptions = tuple(wanted)
         return [Send(session.conn_id, {"type": "subscribed", "events": wanted})]
@@ -432,9 +444,10 @@ class ServerState:
             agent_id=recipient.id,
             event=event,
             created_at=self.iso(t),
+            # The live list shows guestbook and job-status times in SQLite's own form.
             rest_created_at=(
-                t.strftime("%Y-%m-%d %H:%M:%S")
-                if self.mode == "live" and event.rest_type == "guestbook"
+                live.sql_time(t)
+                if self.mode == "live" and event.rest_type in ("guestbook", "job_status")
                 else self.iso(t)
             ),
         )
@@ -478,30 +491,44 @@ class ServerState:
         return sorted(items, key=lambda n: n.created_at, reverse=True)
 
     def _rest_item(self, n: Notification) -> dict[str, Any]:
-        if self.mode == "documented":
-            return {
-                "id": n.id,
-                "event_type": n.event.event_type,
-                "created_at": n.created_at,
-                "read": n.acked,
-                "data": n.event.data,
-            }
-        item: dict[str, Any] = {
-            "id": n.event.rest_id,
-            "type": n.event.rest_type,
-            "read": n.read,
-            "created_at": n.rest_created_at,
+        return {
+            "id": n.id,
+            "event_type": n.event.event_type,
+            "created_at": n.created_at,
+            "read": n.acked,
+            "data": n.event.data,
         }
-        data = n.event.data
-        if n.event.rest_type == "message":
-            item["read_at"] = None
-            data = events.live_rest_message_data(data)
-        item["data"] = data
-        return item
+
+    def _live_rows(self, agent: Agent) -> list[live.RestRow]:
+        """The live list's rows: one per REST id (a job's status item shows its latest)."""
+        reads = self.reads.get(agent.id, set())
+        rows: dict[str, live.RestRow] = {}
+        for n in self.notifications[agent.id]:
+            rest_id, rest_type = n.event.rest_id, n.event.rest_type
+            if rest_id is None or rest_type is None:
+                continue
+            read = n.read if rest_type == "message" else rest_id in reads
+            data = n.event.rest_data if n.event.rest_data is not None else n.event.data
+            rows[rest_id] = live.RestRow(
+                rest_id, rest_type, read, n.rest_created_at, data, n.read_at
+            )
+        return list(rows.values())
 
     def list_notifications(
-        self, agent: Agent, *, limit: int = 50, unread: bool = False, since: str | None = None
+        self,
+        agent: Agent,
+        *,
+        limit: int = 50,
+        unread: bool = False,
+        since: str | None = None,
     ) -> dict[str, Any]:
+        if self.mode == "live":
+            # No checks on since (compared as a string) and limit capped, not refused.
+            limit = min(limit, live.NOTIFICATIONS_MAX_LIMIT)
+            if limit < 1:
+                raise ApiError(400, "limit must be between 1 and 100")
+            rows = self._live_rows(agent)
+            return live.notification_page(rows, limit=limit, unread=unread, since=since)
         if not 1 <= limit <= 100:
             raise ApiError(400, "limit must be between 1 and 100")
         since_t = None
@@ -510,7 +537,7 @@ class ServerState:
             if since_t is None:
                 raise ApiError(400, "since must be an ISO 8601 timestamp")
         items = self._listed(agent)
-        all_unread = [n for n in items if not self._is_read(n)]
+        all_unread = [n for n in items if not n.acked]
         if unread:
             items = all_unread
         if since_t is not None:
@@ -523,9 +550,6 @@ class ServerState:
             "has_more": len(items) > limit,
         }
 
-    def _is_read(self, n: Notification) -> bool:
-        return n.acked if self.mode == "documented" else n.read
-
     def _find_rest(self, agent: Agent, notification_id: str) -> Notification | None:
         for n in self._listed(agent):
             rest_id = n.id if self.mode == "documented" else n.event.rest_id
@@ -533,17 +557,32 @@ class ServerState:
                 return n
         return None
 
-    def _check_id_form(self, notification_id: str) -> None:
-        prefixes = ("notif_",) if self.mode == "documented" else LIVE_REST_ID_PREFIXES
-        if not notification_id.startswith(prefixes):
-            raise ApiError(
-                400,
-                "Invalid notification ID format",
-                hint=f"ids here start with one of {', '.join(prefixes)}",
-            )
+    def _live_mark(self, agent: Agent, notification_id: str) -> bool | None:
+        """Live read rules: ``msg_`` marks a message the agent received (False: none such);
+        ``gb_``/``jc_``/``js_`` are recorded whatever they name; other forms: None."""
+        if notification_id.startswith("msg_"):
+            found = False
+            for n in self.notifications[agent.id]:
+                if n.event.rest_type == "message" and n.event.rest_id == notification_id:
+                    n.read, n.read_at, found = True, self.iso(self.now()), True
+            return found
+        if live.is_rest_id(notification_id):
+            self.reads.setdefault(agent.id, set()).add(notification_id)
+            return True
+        return None
 
     def mark_read(self, agent: Agent, notification_id: str) -> dict[str, Any]:
-        self._check_id_form(notification_id)
+        if self.mode == "live":
+            marked = self._live_mark(agent, notification_id)
+            if marked is None:
+                raise ApiError(400, "Invalid notification ID format")
+            if not marked:
+                raise ApiError(404, "Notification not found")
+            return {"marked_read": True, "id": notification_id}
+        if not notification_id.startswith("notif_"):
+            raise ApiError(
+                400, "Invalid notification ID format", hint="ids here start with one of notif_"
+            )
         n = self._find_rest(agent, notification_id)
         if n is None:
             raise ApiError(404, "Notification not found")
@@ -551,22 +590,51 @@ class ServerState:
         return {"marked_read": True, "id": notification_id}
 
     def mark_read_many(self, agent: Agent, ids: Any) -> dict[str, Any]:
-        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-            raise ApiError(400, "ids must be a list of notification id strings")
-        if not 1 <= len(ids) <= 100:
-            raise ApiError(400, "ids must hold 1 to 100 notification ids")
-        results = []
-        for notification_id in ids:
-            n = self._find_rest(agent, notification_id)
-            if n is not None:
-                n.read = n.acked = True
-            results.append({"id": notification_id, "marked_read": n is not None})
+        if self.mode == "live":
+            if not isinstance(ids, list) or not ids:
+                raise ApiError(400, "ids must be a non-empty array")
+            if len(ids) > 100:
+                raise ApiError(400, "Maximum 100 ids per request")
+            results = [
+                {"id": i, "marked_read": bool(self._live_mark(agent, i))}
+                for i in ids
+                if isinstance(i, str)
+            ]
+        else:
+            if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+                raise ApiError(400, "ids must be a list of notification id strings")
+            if not 1 <= len(ids) <= 100:
+                raise ApiError(400, "ids must hold 1 to 100 notification ids")
+            results = []
+            for notification_id in ids:
+                n = self._find_rest(agent, notification_id)
+                if n is not None:
+                    n.read = n.acked = True
+                results.append({"id": notification_id, "marked_read": n is not None})
         marked = sum(1 for r in results if r["marked_read"])
-        return {"results": results, "marked_count": marked, "total": len(ids)}
+        return {"results": results, "marked_count": marked, "total": len(results)}
+
+    def notification_stats(self, agent: Agent) -> dict[str, Any]:
+        """Live ``GET /api/notifications/stats``: unread messages and the last day's others."""
+        rows = self._live_rows(agent)
+        counts = {t: sum(1 for r in rows if r.type == t) for t in live.REST_LISTED_TYPES}
+        unread = sum(1 for r in rows if r.type == "message" and not r.read)
+        return {
+            "unread_messages": unread,
+            "new_guestbook_entries": counts["guestbook"],
+            "new_job_attempts": counts["job_attempt"],
+            "new_job_updates": counts["job_status"],
+            "total_unread": unread
+            + counts["guestbook"]
+            + counts["job_attempt"]
+            + counts["job_status"],
+        }
 
     # ------------------------------------------------------------------ chat
 
     def _rest_agent(self, agent: Agent) -> dict[str, Any]:
+        if self.mode == "live":
+            return live.chat_agent(agent.id, agent.name, agent.handle)
         return {
             "id": agent.id,
             "name": agent.name,
@@ -591,6 +659,10 @@ class ServerState:
             times.popleft()
         if len(times) >= count:
             retry_after = max(1, math.ceil(window - (now - times[0])))
+            if self.mode == "live":
+                raise ApiError(
+                    429, "Slow down! Wait a few seconds between messages.", retry_after=retry_after
+                )
             raise ApiError(
                 429,
                 f"Rate limited: at most {count} chat messages per {window:g} seconds",
@@ -599,6 +671,8 @@ class ServerState:
         times.append(now)
 
     def post_chat(self, agent: Agent, message: Any) -> tuple[dict[str, Any], list[Effect]]:
+        if self.mode == "live":
+            return self._live_post_chat(agent, message)
         if not isinstance(message, str):
             raise ApiError(400, "message is required (a string of 1 to 500 characters)")
         text = message.strip()
@@ -609,8 +683,28 @@ class ServerState:
                 400, f"message too long ({len(text)} characters; the limit is {CHAT_MAX_CHARS})"
             )
         self._rate_check(agent)
+        return self._store_chat(agent, "chat_" + _rand(16), text, events.mention)
+
+    def _live_post_chat(self, agent: Agent, message: Any) -> tuple[dict[str, Any], list[Effect]]:
+        """The live rules: rate limit first (a refused post still counts), then 1-500
+        characters after trimming, mentions previewed to 100 characters."""
+        self._rate_check(agent)
+        if not message or not isinstance(message, str):
+            raise ApiError(400, "message is required")
+        text = message.strip()
+        if not 1 <= len(text) <= CHAT_MAX_CHARS:
+            raise ApiError(400, "Message must be 1-500 characters", received_length=len(text))
+        return self._store_chat(agent, "chat_" + _rand(16), text, events.mention)
+
+    def _store_chat(
+        self,
+        agent: Agent,
+        message_id: str,
+        text: str,
+        mention: Callable[[Mode, AgentRef, str, str], Event],
+    ) -> tuple[dict[str, Any], list[Effect]]:
         t = self.now()
-        m = ChatMessage("chat_" + _rand(16), agent, text, self.iso(t), t)
+        m = ChatMessage(message_id, agent, text, self.iso(t), t)
         self.chat.append(m)
         frame = {
             "type": "chat",
@@ -622,8 +716,37 @@ class ServerState:
         }
         effects: list[Effect] = [Send(s.conn_id, frame) for s in self._sessions_for(TOWN_SQUARE)]
         for target in self._mentioned(text, agent):
-            effects += self.raise_event(target, events.mention(self.mode, agent.ref(), m.id, text))
+            effects += self.raise_event(target, mention(self.mode, agent.ref(), m.id, text))
         return {"success": True, "message": self._rest_chat(m)}, effects
+
+    def post_town_square(self, agent: Agent, message: Any) -> tuple[dict[str, Any], list[Effect]]:
+        """Live only: the legacy ``POST /api/town-square`` (280 characters, ``ts_`` ids), whose
+        mentions arrive as ``mention.town_square``."""
+        self._rate_check(agent)
+        if not message or not isinstance(message, str):
+            raise ApiError(400, "message is required")
+        if not 1 <= len(message) <= 280:
+            raise ApiError(400, "Message must be 1-280 characters", received_length=len(message))
+        _, effects = self._store_chat(
+            agent,
+            "ts_" + _rand(16),
+            message.strip(),
+            lambda mode, author, post_id, text: events.town_square_mention(author, post_id, text),
+        )
+        m = self.chat[-1]
+        post = {
+            "id": m.id,
+            "message": m.message,
+            "signature": None,
+            "created_at": m.created_at,
+            "agent": {
+                "id": agent.id,
+                "name": agent.name,
+                "avatar": None,
+                "site_url": live.site_url(agent.handle),
+            },
+        }
+        return {"message": "Posted to Town Square.", "post": post}, effects
 
     def _mentioned(self, text: str, author: Agent) -> Iterable[Agent]:
         seen: set[str] = set()
@@ -634,6 +757,14 @@ class ServerState:
                 yield agent
 
     def chat_history(self, *, after: str | None = None, limit: int = 100) -> dict[str, Any]:
+        if self.mode == "live":
+            rows = [
+                live.ChatRow(
+                    m.id, m.message, m.created_at, m.agent.id, m.agent.name, m.agent.handle
+                )
+                for m in self.chat
+            ]
+            return live.chat_page(rows, after=after, limit=min(limit, live.CHAT_MAX_LIMIT))
         if not 1 <= limit <= 200:
             raise ApiError(400, "limit must be between 1 and 200")
         items = self.chat
@@ -653,7 +784,22 @@ class ServerState:
 
     # ------------------------------------------------------------------ other REST
 
+    def _profile(self, agent: Agent) -> live.Profile:
+        return live.Profile(agent.id, agent.name, agent.handle, agent.created_at)
+
     def me(self, agent: Agent) -> dict[str, Any]:
+        if self.mode == "live":
+            unread = sum(
+                1
+                for n in self.notifications[agent.id]
+                if n.event.rest_type == "message" and not n.read
+            )
+            guestbook = sum(
+                1 for n in self.notifications[agent.id] if n.event.rest_type == "guestbook"
+            )
+            return live.me_body(
+                self._profile(agent), unread_messages=unread, new_guestbook=guestbook
+            )
         return {
             "agent": {
                 "id": agent.id,
@@ -663,6 +809,43 @@ class ServerState:
                 "avatar": None,
                 "created_at": agent.created_at,
             }
+        }
+
+    def my_sites(self, agent: Agent) -> dict[str, Any]:
+        return live.my_sites_body(self._profile(agent))
+
+    def agent_profile(self, id_or_slug: str) -> dict[str, Any]:
+        """``GET /api/agents/{id or slug}`` (live)."""
+        agent = self.agent_by_handle(id_or_slug) or next(
+            (a for a in self.agents.values() if a.id == id_or_slug), None
+        )
+        if agent is None:
+            raise ApiError(404, "Agent not found")
+        return live.agent_body(self._profile(agent))
+
+    def follow_site(self, follower: Agent, slug: str) -> tuple[dict[str, Any], list[Effect]]:
+        """Live ``POST /api/sites/{slug}/follow``: the owner gets ``site.followed`` once."""
+        owner = self.agent_by_handle(slug)
+        if owner is None:
+            raise ApiError(404, "Site not found")
+        if owner.id == follower.id:
+            raise ApiError(400, "Can't follow your own site")
+        if (follower.id, owner.id) in self.follows:
+            return {"message": "Already following"}, []
+        self.follows.add((follower.id, owner.id))
+        event = events.site_followed(follower.ref(), "site_" + owner.id, owner.handle)
+        return {"message": "Following."}, self.raise_event(owner, event)
+
+    def ws_status(self) -> dict[str, Any]:
+        town = len(self._sessions_for(TOWN_SQUARE))
+        personal = len(self._sessions_for(PERSONAL))
+        return {
+            "websocket_status": {
+                "town_square": {"connections": town},
+                "personal_notifiers": {"total_connections": personal},
+                "total": town + personal,
+            },
+            "timestamp": self.iso(self.now()),
         }
 
     def send_message(
@@ -734,8 +917,9 @@ class ServerState:
             raise ApiError(400, "You cannot apply to your own job")
         if job.worker is None:
             job.worker = applicant
+        job.attempts += 1
         event = events.job_application(
-            self.mode, applicant.ref(), job.id, job.title, proposal, _rand(16)
+            self.mode, applicant.ref(), job.id, job.title, proposal, live.new_id(), job.attempts
         )
         return self._job_body(job), self.raise_event(job.poster, event)
 
@@ -750,10 +934,24 @@ class ServerState:
             raise ApiError(403, "Only the job's poster or worker can change its status")
         old, job.status = job.status, status
         effects: list[Effect] = []
+        if self.mode == "live":
+            if job.worker is None:
+                return self._job_body(job), effects
+            facts = events.LiveJob(
+                job.id,
+                job.title,
+                job.poster.ref(),
+                job.worker.ref(),
+                job.reward_lamports,
+                self.iso(self.now() + timedelta(hours=24)),
+            )
+            by_id = {p.id: p for p in participants}
+            for recipient_id, event in events.live_job_events(facts, status):
+                if recipient_id != agent.id:
+                    effects += self.raise_event(by_id[recipient_id], event)
+            return self._job_body(job), effects
         for other in participants:
             if other.id != agent.id:
-                event = events.job_status(
-                    self.mode, agent.ref(), job.id, job.title, old, status, _rand(16)
-                )
+                event = events.job_status(self.mode, agent.ref(), job.id, job.title, old, status)
                 effects += self.raise_event(other, event)
         return self._job_body(job), effects

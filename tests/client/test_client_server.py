@@ -71,6 +71,7 @@ def collect(client: MoltCitiesClient, want: int, **kw: Any) -> list[Notification
 
 
 def test_connects_both_channels_and_learns_who_it_is(any_moltcities_server: LocalServer) -> None:
+    # Live: /api/me names no handle; the client learns it from GET /api/my/sites.
     srv = any_moltcities_server
     with client_for(srv) as client:
         assert client.wait_connected(timeout=15)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Callable
 from typing import Any
@@ -54,14 +55,17 @@ class WS:
             frames.append(frame)
 
     async def closed(self, wait: float = WAIT) -> tuple[int | None, str]:
-        """Wait for the connection to end; its (code, reason) as the client saw it."""
-        try:
-            async with asyncio.timeout(wait):
-                async for _ in self.conn:
-                    pass
-        except websockets.ConnectionClosed:
-            pass
-        await asyncio.wait_for(self.conn.wait_closed(), wait)
+        """Wait for the server's close frame (or the link's end); its (code, reason).
+
+        The close frame is the verdict: in live mode the server keeps the TCP connection
+        open for a while after it, and this does not wait for that.
+        """
+        async with asyncio.timeout(wait):
+            while self.conn.protocol.close_rcvd is None:
+                if self.conn.protocol.state is websockets.protocol.State.CLOSED:
+                    break
+                with contextlib.suppress(websockets.ConnectionClosed, TimeoutError):
+                    await asyncio.wait_for(self.conn.recv(), 0.05)
         rcvd = self.conn.protocol.close_rcvd
         if rcvd is None:
             return 1006, ""
