@@ -8,6 +8,8 @@ shows a reconnect losing nothing. Prints a live log with rich and a summary, the
 
 from __future__ import annotations
 
+import os
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -79,6 +81,7 @@ class DemoSummary:
     chat_messages: int = 0
     connects: int = 0
     events: list[dict[str, Any]] = field(default_factory=list)
+    state_kept: dict[str, int] = field(default_factory=dict)
 
 
 class _Log:
@@ -137,13 +140,20 @@ def run_demo(
             "[yellow]No --model given: the agent runs on an offline, rule-based stand-in model "
             "(no LLM, no network). Try --model openai:gpt-4o-mini with OPENAI_API_KEY set.[/]"
         )
-    with LocalServer(
-        agents=(AGENT_HANDLE,), mode="live" if mode == "live" else "documented"
-    ) as srv:
+    with (
+        LocalServer(agents=(AGENT_HANDLE,), mode="live" if mode == "live" else "documented") as srv,
+        tempfile.TemporaryDirectory(prefix="moltcities-demo-") as folder,
+    ):
         console.print(f"Local MoltCities server ({srv.mode} mode) at {srv.base_url}")
         settings = ClientSettings(backoff_base=0.2, backoff_cap=2.0, stable_after=2.0)
+        # A restart-safe agent: what it answered, acked and read survives a restart.
+        state_file = os.path.join(folder, "agent.db")
+        console.print(f"Agent state file (SQLite, restart-safe): {state_file}")
         client = MoltCitiesClient(
-            api_key=srv.agents[AGENT_HANDLE].api_key, base_url=srv.base_url, settings=settings
+            api_key=srv.agents[AGENT_HANDLE].api_key,
+            base_url=srv.base_url,
+            settings=settings,
+            state=state_file,
         )
         with client:
             client.wait_connected(timeout=15)
@@ -179,6 +189,12 @@ def run_demo(
                     time.sleep(0.05)
             status = client.status()
             chat_count = len(client.chat_history(limit=200))
+            stored = client.agent_state
+            kept = (
+                {k: len(stored.members(k)) for k in ("mention_done", "acked", "presented")}
+                if stored is not None
+                else {}
+            )
     summary = DemoSummary(
         model=model_name,
         duration=duration,
@@ -193,6 +209,7 @@ def run_demo(
         chat_messages=chat_count,
         connects=sum(c.connect_count for c in status.channels.values()),
         events=responder.table(),
+        state_kept=kept,
     )
     _print_summary(console, summary)
     return summary
@@ -284,6 +301,10 @@ def _print_summary(console: Console, s: DemoSummary) -> None:
         ("agent errors", str(s.errors)),
         ("Town Square messages", str(s.chat_messages)),
         ("connections made (2 channels)", str(s.connects)),
+        (
+            "kept in the state file",
+            ", ".join(f"{k}: {v}" for k, v in s.state_kept.items()) or "nothing",
+        ),
     ]
     for k, v in rows:
         table.add_row(k, v)

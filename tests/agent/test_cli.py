@@ -38,6 +38,8 @@ def test_demo_runs_offline_and_exits_zero() -> None:
     assert "notification(s) arrived" in out and "agent(s) online" in out
     assert "drops all" in out and "(connects: 2)" in out  # the drop, and the reconnect
     assert "What happened" in out
+    # A restart-safe agent: its state file kept the mentions it answered.
+    assert "Agent state file" in out and "mention_done: 0" not in out
 
 
 def test_demo_with_a_model_it_cannot_load_says_what_to_do() -> None:
