@@ -33,10 +33,12 @@ demo: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/moltcities serve
 
-# Long chaos run in both server modes; figures go to tests/reliability/SOAK.md.
+# Long chaos runs in both server modes; figures go to tests/reliability/SOAK.md and
+# RESTART_SOAK.md (an agent process killed with SIGKILL again and again on one state file).
 SOAK_SECONDS ?= 180
 soak: $(STAMP)
 	SOAK_SECONDS=$(SOAK_SECONDS) CHAOS_SEED=$(CHAOS_SEED) $(BIN)/python -m tests.reliability.chaos
+	SOAK_SECONDS=$(SOAK_SECONDS) CHAOS_SEED=$(CHAOS_SEED) $(BIN)/python -m tests.reliability.restart_chaos
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
