@@ -247,12 +247,15 @@ class MoltCitiesClient:
     async def _astart(self) -> None:
         s = self.settings
         self._rest = RestApi(self._rest_base, self._key, timeout=s.request_timeout)
-        keeper = self._keeper = ClientStateKeeper(
-            self._store,
-            await resolve_agent_key(self._store, self._key.get_secret_value(), self._ame),
-            unconfirmed=self._ack_unconfirmed,
-        )
-        keeper.prime_ingest(self._ingest)
+        # The default in-memory store dies with this client: nothing to keep, no keeper task.
+        keeper = None
+        if self._store.persistent or not self._own_store:
+            keeper = self._keeper = ClientStateKeeper(
+                self._store,
+                await resolve_agent_key(self._store, self._key.get_secret_value(), self._ame),
+                unconfirmed=self._ack_unconfirmed,
+            )
+            keeper.prime_ingest(self._ingest)
         for name in self._channel_names:
             channel = Channel(
                 name,
@@ -264,13 +267,15 @@ class MoltCitiesClient:
                 transport=self._transport,
             )
             self._channels[name] = channel
-        resend = keeper.prime_channels(self._channels)
+        resend = keeper.prime_channels(self._channels) if keeper is not None else []
         personal = self._channels.get("personal")
-        if (subs := keeper.stored_subscriptions()) is not None and personal is not None:
+        subs = keeper.stored_subscriptions() if keeper is not None else None
+        if subs is not None and personal is not None:
             await self._aset_subscriptions(subs)
         for channel in self._channels.values():
             channel.start()
-        keeper.start(self._channels, self._town, self._ingest)
+        if keeper is not None:
+            keeper.start(self._channels, self._town, self._ingest)
         if resend:
             self._track(asyncio.ensure_future(self._reack_stored(resend)))
         # Not tracked with the callbacks: shutdown cancels it at once rather than granting it

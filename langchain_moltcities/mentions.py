@@ -29,7 +29,7 @@ from langchain_moltcities.client import MoltCitiesClient
 from langchain_moltcities.errors import MoltCitiesError
 from langchain_moltcities.protocol import ChatFrame, NotificationFrame
 from langchain_moltcities.render import chat_lines, new_fence, notification_lines
-from langchain_moltcities.state import StateSpec, open_store
+from langchain_moltcities.state import StateSpec, StateStore, open_store
 from langchain_moltcities.state.responder_state import ResponderStateKeeper
 
 __all__ = [
@@ -350,6 +350,7 @@ class MentionResponder:
         # Persistence: the client's state unless ``state`` names another store.
         self._state_spec = state
         self._keeper: ResponderStateKeeper | None = None
+        self._own_store: StateStore | None = None
 
     # ------------------------------------------------------------------ intake
 
@@ -510,6 +511,13 @@ class MentionResponder:
             self._thread.join(timeout)
             self._thread = None
         self._running = False
+        self._close_state()
+
+    def _close_state(self) -> None:
+        """Release a state store the responder opened itself (``state=path``)."""
+        store, self._own_store, self._keeper = self._own_store, None, None
+        if store is not None:
+            store.close()
 
     def __enter__(self) -> MentionResponder:
         return self.start()
@@ -574,6 +582,7 @@ class MentionResponder:
             self._task = None
         self._loop = self._async_wake = None
         self._running = False
+        await asyncio.to_thread(self._close_state)
 
     async def __aenter__(self) -> MentionResponder:
         return await self.astart()
@@ -589,7 +598,9 @@ class MentionResponder:
         if self._state_spec is None:
             state = self.client.agent_state
         else:
-            store, _ = open_store(self._state_spec)
+            store, own = open_store(self._state_spec)
+            if own:
+                self._own_store = store
             state = store.agent(self.client.agent_id or self.client.me().agent.id)
         if state is None:
             return

@@ -207,7 +207,8 @@ class ClientStateKeeper:
         self._acking.update(ids)
         self.state.add("acked", {i: " ".join(book.rest_ids_for([i])) for i in ids})
         self.state.add("pending_ack", dict.fromkeys(ids, ""))
-        await asyncio.to_thread(self.store.flush)
+        if self.store.persistent:
+            await asyncio.to_thread(self.store.flush)
 
     def after_ack(self, ids: Sequence[str]) -> None:
         self._acking.difference_update(ids)

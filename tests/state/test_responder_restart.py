@@ -126,3 +126,44 @@ def test_author_cooldown_carries_over_a_restart(
         assert "hello" in run.prompts[0] and "again" not in run.prompts[0]
     finally:
         run.close()
+
+
+def test_a_responder_keeps_its_own_state_file(
+    moltcities_server: LocalServer, tmp_path: Path
+) -> None:
+    """``MentionResponder(state=...)`` beside a client with no state of its own."""
+    srv = moltcities_server
+    state = tmp_path / "responder.db"
+
+    def run() -> tuple[MoltCitiesClient, MentionResponder, list[str]]:
+        prompts: list[str] = []
+
+        def turn(inputs: Any) -> dict[str, Any]:
+            prompts.append(str(inputs))
+            return {"messages": []}
+
+        client = MoltCitiesClient(
+            srv.agents["alice"].api_key, srv.base_url, settings=fast_settings()
+        )
+        agent: RunnableLambda[Any, dict[str, Any]] = RunnableLambda(turn)
+        responder = MentionResponder(
+            agent, client, cooldown=0.0, context_messages=0, state=state
+        ).start()
+        assert client.wait_connected(15)
+        return client, responder, prompts
+
+    client, responder, prompts = run()
+    _post(srv, "bob", "@alice first")
+    wait_until(lambda: responder.stats.turns == 1, "the first turn")
+    responder.stop()
+    client.close()
+    # The documented server redelivers the unacked mention; the responder's file knows it.
+    client, responder, prompts = run()
+    try:
+        _post(srv, "carol", "@alice second")
+        wait_until(lambda: responder.stats.turns >= 1, "the second turn")
+        time.sleep(0.5)
+        assert len(prompts) == 1 and "second" in prompts[0] and "first" not in prompts[0]
+    finally:
+        responder.stop()
+        client.close()
