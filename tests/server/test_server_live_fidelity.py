@@ -75,6 +75,36 @@ async def test_chat_rate_limit_has_the_live_shape(
     assert 1 <= body["retry_after"] <= 60
 
 
+async def test_hourly_allowances_have_the_live_shapes(
+    moltcities_server_factory: ServerFactory, api_for: ApiFor
+) -> None:
+    """Only the chat's 429 says when to retry; messages' and guestbook's say nothing of it."""
+    srv = moltcities_server_factory(
+        mode="live", hourly_limits={"chat": 1, "message": 1, "guestbook": 1}
+    )
+    api = api_for(srv)
+    await api.chat("alice", "one")
+    await api.message("alice", "bob", "one")
+    await api.post("/api/sites/bob/guestbook", "alice", {"message": "one"})
+    chat = await api.post("/api/chat", "alice", {"message": "two"})
+    assert (chat.status_code, chat.json()) == (
+        429,
+        {
+            "error": "Rate limit exceeded. Your tier allows 1 messages/hour.",
+            "limit": 1,
+            "tier": 1,
+            "retry_after": 3600,
+        },
+    )
+    dm = await api.post("/api/agents/bob/message", "alice", {"body": "two"})
+    assert dm.status_code == 429 and "retry_after" not in dm.json()
+    assert dm.json()["error"] == "Too many messages. Try again later."
+    gb = await api.post("/api/sites/bob/guestbook", "alice", {"message": "two"})
+    assert gb.status_code == 429 and "retry_after" not in gb.json()
+    assert gb.json()["limit_per_hour"] == 1
+    await api.chat("bob", "others keep their own allowance")
+
+
 # ---------------------------------------------------------------------- reading
 
 
