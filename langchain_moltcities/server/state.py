@@ -153,6 +153,7 @@ class ServerState:
         idle_timeout: float = 300.0,
         chat_rate_limit: tuple[int, float] = (10, 10.0),
         hourly_limits: dict[str, int] | None = None,
+        displacement_race: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
         wallclock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -169,6 +170,11 @@ class ServerState:
                 f"unknown hourly limit kind(s) {sorted(unknown)}; use chat, message or guestbook"
             )
         self.hourly_limits = dict(hourly_limits or {})
+        # Live: for this long after a 4003 the new connection is missing from the live
+        # server's map (the old socket's close handler deletes the agent's entry), so pushes
+        # to it are queued for the next reconnect and Town Square chat passes it by.
+        self.displacement_race = displacement_race
+        self._hidden_until: dict[str, float] = {}  # conn id -> clock time it reappears
         self._hourly: dict[tuple[str, str], deque[float]] = {}
         self._clock = clock
         self._wallclock = wallclock
@@ -250,12 +256,22 @@ class ServerState:
 
     # ------------------------------------------------------------------ connections
 
+    def _visible(self, session: Session) -> bool:
+        """False while a live displacement race hides the connection from its channel."""
+        until = self._hidden_until.get(session.conn_id)
+        if until is None:
+            return True
+        if self._clock() < until:
+            return False
+        del self._hidden_until[session.conn_id]
+        return True
+
     def _sessions_for(self, channel: str) -> list[Session]:
-        return [s for s in self.sessions.values() if s.channel == channel]
+        return [s for s in self.sessions.values() if s.channel == channel and self._visible(s)]
 
     def _find_session(self, agent: Agent, channel: str) -> Session | None:
         for s in self.sessions.values():
-            if s.agent.id == agent.id and s.channel == channel:
+            if s.agent.id == agent.id and s.channel == channel and self._visible(s):
                 return s
         return None
 
@@ -294,6 +310,8 @@ class ServerState:
             effects.append(Close(old.conn_id, 4003, "New connection opened"))
         session = Session(conn_id, agent, channel, str(uuid.uuid4()), self._clock())
         self.sessions[conn_id] = session
+        if old is not None and self.mode == "live" and self.displacement_race > 0:
+            self._hidden_until[conn_id] = self._clock() + self.displacement_race
         server_time = self.iso(self.now())
         if channel == TOWN_SQUARE:
             if old is None:
@@ -335,6 +353,7 @@ class ServerState:
     def close_session(self, conn_id: str) -> list[Effect]:
         """The connection went away (client close or transport lost)."""
         session = self.sessions.pop(conn_id, None)
+        self._hidden_until.pop(conn_id, None)
         if session is not None:
             self.session_ends[conn_id] = "gone"
         if session is None or session.channel != TOWN_SQUARE:
@@ -343,6 +362,7 @@ class ServerState:
 
     def _server_close(self, session: Session, code: int, reason: str) -> list[Effect]:
         del self.sessions[session.conn_id]
+        self._hidden_until.pop(session.conn_id, None)
         self.session_ends[session.conn_id] = f"closed:{code}"
         effects: list[Effect] = [Close(session.conn_id, code, reason)]
         if session.channel == TOWN_SQUARE:

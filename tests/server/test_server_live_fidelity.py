@@ -370,3 +370,46 @@ async def test_close_frame_then_tcp_stays_open_for_the_hold(
     assert await ws.closed() == (4000, "Connection timeout")
     await eventually(lambda: ws.conn.protocol.state is websockets.protocol.State.CLOSED)
     assert ws.conn.protocol.close_rcvd is not None
+
+
+async def test_displacement_race_when_asked_for(
+    moltcities_server_factory: ServerFactory, api_for: ApiFor, connect: Connector
+) -> None:
+    """After a 4003 the live server loses track of the new connection for a while: pushes
+    to it are queued for the next reconnect and Town Square chat passes it by."""
+    srv = moltcities_server_factory(mode="live", displacement_race=60.0, close_hold=0.2)
+    api = api_for(srv)
+    first = await connect(srv, "alice")
+    await first.recv_type("connected")
+    second = await connect(srv, "alice")
+    await second.recv_type("connected")
+    assert await first.closed() == (4003, "New connection opened")
+    message_id = await api.message("bob", "alice", "lost in the race")
+    assert await second.until_pong() == []  # the push did not reach the new connection
+    third = await connect(srv, "alice")  # not a displacement: the server lost track of #2
+    await third.recv_type("connected")
+    queued = await third.recv_type("notification")
+    assert (queued["queued"], queued["data"]["message_id"]) == (True, message_id)
+
+    bob = await connect(srv, "bob", channel="town-square")
+    await bob.recv_type("connected")
+    old_ts = await connect(srv, "alice", channel="town-square")
+    await old_ts.recv_type("connected")
+    new_ts = await connect(srv, "alice", channel="town-square")
+    await new_ts.recv_type("connected")
+    assert await old_ts.closed() == (4003, "New connection opened")
+    await api.chat("bob", "right after the displacement")
+    assert (await bob.recv_type("chat"))["message"] == "right after the displacement"
+    assert await new_ts.until_pong() == []  # chat passed the new connection by
+
+
+async def test_no_displacement_race_by_default(
+    moltcities_live_server: LocalServer, api_for: ApiFor, connect: Connector
+) -> None:
+    srv = moltcities_live_server
+    first = await connect(srv, "alice")
+    await first.recv_type("connected")
+    second = await connect(srv, "alice")
+    await second.recv_type("connected")
+    await api_for(srv).message("bob", "alice", "straight through")
+    assert (await second.recv_type("notification"))["data"]["preview"] == "straight through"
