@@ -195,12 +195,10 @@ def build_app(hub: Hub) -> Starlette:
         live_only()
         return 200, community.notification_stats(state, me_agent(request))
 
-    async def my_sites(request: Request) -> tuple[int, Any]:
-        live_only()
+    async def my_sites(request: Request) -> tuple[int, Any]:  # both modes, as on the server
         return 200, community.my_sites(state, me_agent(request))
 
     async def get_agent(request: Request) -> tuple[int, Any]:
-        live_only()
         return 200, community.agent_profile(state, request.path_params["agent"])
 
     async def follow(request: Request) -> tuple[int, Any]:
