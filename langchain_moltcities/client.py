@@ -20,6 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, SecretStr, computed_field
 
+from langchain_moltcities.catchup import ChatGap
 from langchain_moltcities.connection import (
     CHANNELS,
     Channel,
@@ -27,25 +28,29 @@ from langchain_moltcities.connection import (
     Transport,
 )
 from langchain_moltcities.delivery import DeliveryBuffer, ReadResult, RecentIds
+from langchain_moltcities.directory import handle_from_agent_body, handle_from_sites_body
 from langchain_moltcities.errors import (
+    ApiError,
     InvalidArgumentError,
     MoltCitiesError,
     NotConnectedError,
 )
+from langchain_moltcities.ingest import Ingest, Outcome, TownSquareItem
 from langchain_moltcities.protocol import (
     DOCUMENTED_EVENT_TYPES,
     LIVE_EVENT_TYPES,
-    MENTION_EVENT_TYPES,
     ChatFrame,
     MeResponse,
     NotificationFrame,
     NotificationsPage,
     PresenceFrame,
     ServerFrame,
+    SubscribedFrame,
 )
 from langchain_moltcities.redact import redact
 from langchain_moltcities.rest import RestApi
 from langchain_moltcities.settings import ClientSettings, api_key_from_env, base_url_from_env
+from langchain_moltcities.subscriptions import SubscriptionState, expand_event_types
 
 __all__ = ["ChannelStatus", "ClientStatus", "MentionCallback", "MoltCitiesClient"]
 
@@ -53,7 +58,6 @@ _log = logging.getLogger("langchain_moltcities.client")
 _T = TypeVar("_T")
 
 MentionCallback = Callable[[NotificationFrame], Awaitable[None] | None]
-TownSquareItem = ChatFrame | PresenceFrame
 KNOWN_EVENT_TYPES: tuple[str, ...] = tuple(dict.fromkeys(DOCUMENTED_EVENT_TYPES + LIVE_EVENT_TYPES))
 TOWN_SQUARE_KINDS: tuple[str, ...] = ("chat", "presence")
 _TERMINAL = frozenset({"failed", "displaced", "closed"})
@@ -89,6 +93,8 @@ class ChannelStatus(BaseModel):
     pongs_received: int = 0
     offline_queue_full: int = 0
     links_lost: int = 0
+    chat_gaps: int = 0
+    filtered_out: int = 0
 
 
 class ClientStatus(BaseModel):
@@ -103,6 +109,12 @@ class ClientStatus(BaseModel):
     agent_id: str | None
     handle: str | None
     channels: dict[str, ChannelStatus]
+    # Mentions derived from Town Square chat before (or without) the server's own.
+    mentions_recovered: int = 0
+    # Set when this client cannot hear some mentions (REST polling never lists them).
+    mention_warning: str | None = None
+    # REST reads (the live server's only "mark read") that failed and wait for a retry.
+    unsent_reads: int = 0
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -181,9 +193,9 @@ class MoltCitiesClient:
         if isinstance(channels, str):
             channels = (channels,)
         unknown = [c for c in channels if c not in CHANNELS]
-        if unknown or not channels:
+        if unknown:
             raise InvalidArgumentError(
-                f"unknown channel(s) {unknown or list(channels)}; choose from {list(CHANNELS)}"
+                f"unknown channel(s) {unknown}; choose from {list(CHANNELS)}, or none (REST only)"
             )
         self._channel_names: tuple[ChannelName, ...] = tuple(c for c in CHANNELS if c in channels)
         if transport not in ("websocket", "poll"):
@@ -203,9 +215,10 @@ class MoltCitiesClient:
         )
         self._listeners: list[MentionCallback] = [on_mention] if on_mention else []
         self._dispatched = RecentIds(self.settings.dedupe_memory)
-        # Ids the consumer acked: an ack can die with its link (or its REST call), and the
-        # server then re-sends the notification on every reconnect; seeing it again re-acks it.
-        self._acked = RecentIds(self.settings.dedupe_memory)
+        # Filter, acked ids, handle directory and recovered mentions: one room (ingest.py).
+        self._ingest = Ingest(self._notifications, self._town, memory=self.settings.dedupe_memory)
+        self._lookups: set[str] = set()
+        self._mention_deaf_logged = False
         self._agent_id: str | None = None
         self._handle: str | None = None
         self._lock = threading.Lock()
@@ -242,16 +255,28 @@ class MoltCitiesClient:
 
     @property
     def handle(self) -> str | None:
+        """Our handle (site slug): from ``GET /api/me``, else ``GET /api/my/sites``."""
         return self._handle
 
     @property
     def subscriptions(self) -> list[str] | None:
-        personal = self._channels.get("personal")
-        if personal is None:
-            return None
-        return personal.subscriptions or (
-            list(personal._desired_subscriptions) if personal._desired_subscriptions else None
+        """The event types asked for (None: everything), as the agent named them."""
+        wanted = self._ingest.subscriptions.wanted
+        return list(wanted) if wanted is not None else None
+
+    def subscription_status(self) -> SubscriptionState:
+        """A copy of the subscription: asked, echoed by the server, filtered by the client."""
+        st = self._ingest.subscriptions
+        return SubscriptionState(
+            wanted=None if st.wanted is None else list(st.wanted),
+            echoed=None if st.echoed is None else list(st.echoed),
+            server_filters=st.server_filters,
+            filtered_out=st.filtered_out,
         )
+
+    def handle_of(self, agent_id: str | None) -> str | None:
+        """The handle of ``agent_id`` if this client has learned it (see directory.py)."""
+        return self._ingest.directory.get(agent_id)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -316,6 +341,26 @@ class MoltCitiesClient:
             await self._ame()
         except MoltCitiesError as exc:
             _log.info("could not learn our own agent id from GET /api/me: %s", exc)
+            return
+        if self._handle is None:
+            # The live server's /api/me has no handle; our site's slug is it.
+            try:
+                self._set_identity(handle_from_sites_body(await self._rest_api().my_sites()))
+            except MoltCitiesError as exc:
+                _log.info("could not learn our own handle from GET /api/my/sites: %s", exc)
+        if self._handle is None:
+            _log.warning(
+                "this agent's handle is unknown (no site?): mentions are heard only when the "
+                "server pushes them, none are recovered from Town Square chat"
+            )
+
+    def _set_identity(self, handle: str | None, *, documented: bool = False) -> None:
+        if handle:
+            self._handle = handle
+        for mention in self._ingest.learn_identity(
+            self._agent_id, self._handle, documented=documented
+        ):
+            self._dispatch_mention(mention)
 
     def close(self) -> None:
         """Stop every connection and the thread. Prompt, idempotent, safe from any thread."""
@@ -414,6 +459,8 @@ class MoltCitiesClient:
                 pongs_received=info.pongs_received if info else 0,
                 offline_queue_full=info.offline_queue_full if info else 0,
                 links_lost=info.links_lost if info else 0,
+                chat_gaps=info.chat_gaps if info else 0,
+                filtered_out=self._ingest.subscriptions.filtered_out if name == "personal" else 0,
             )
         return ClientStatus(
             started=self._thread is not None,
@@ -423,7 +470,36 @@ class MoltCitiesClient:
             agent_id=self.agent_id,
             handle=self._handle,
             channels=channels,
+            mentions_recovered=self._ingest.recovered,
+            mention_warning=self._mention_warning(channels),
+            unsent_reads=len(self._ingest.acks.unsent_reads),
         )
+
+    def _mention_warning(self, channels: dict[str, ChannelStatus]) -> str | None:
+        """Loud words for a client that cannot hear (some) mentions; logged once."""
+        personal = channels.get("personal")
+        if personal is None or not (personal.polling or self._transport == "poll"):
+            return None
+        town = channels.get("town-square")
+        if town is None:
+            warning = (
+                "polling over REST, which never lists mentions, and no Town Square channel to "
+                "recover them from: this client hears NO mentions until the socket is back"
+            )
+        elif self._handle is None:
+            warning = (
+                "polling over REST, which never lists mentions, and this agent's handle is "
+                "unknown, so none are recovered from Town Square chat"
+            )
+        else:
+            warning = (
+                "polling over REST, which never lists mentions: chat mentions are recovered from "
+                "Town Square chat, other mentions are not heard until the socket is back"
+            )
+        if not self._mention_deaf_logged:
+            self._mention_deaf_logged = True
+            _log.warning("mentions: %s", warning)
+        return warning
 
     def _connected_or_hopeless(self) -> bool | None:
         st = self.status()
@@ -462,15 +538,22 @@ class MoltCitiesClient:
 
         ``event_types`` keeps only those types (documented or live names); others stay unread.
         """
-        kinds = None if event_types is None else _check_events(event_types)
-        return self._notifications.read(_check_limit(limit), kinds)
+        kinds = None if event_types is None else expand_event_types(_check_events(event_types))
+        got = self._notifications.read(_check_limit(limit), kinds)
+        return _with_items(got, [self._ingest.with_handle(n) for n in got.items])
 
     def read_town_square(
         self, limit: int | None = None, kinds: Sequence[str] | str | None = None
     ) -> ReadResult[TownSquareItem]:
         """Unread Town Square events (``chat`` and ``presence``), oldest first."""
         wanted = None if kinds is None else _check_town_kinds(kinds)
-        return self._town.read(_check_limit(limit), wanted)
+        got = self._town.read(_check_limit(limit), wanted)
+        return _with_items(got, [self._ingest.with_handle(i) for i in got.items])
+
+    def chat_gaps(self) -> list[ChatGap]:
+        """Town Square spans that may be missing (full back-fill pages), oldest first."""
+        town = self._channels.get("town-square")
+        return list(town.chat.gaps) if town is not None else []
 
     # ------------------------------------------------------------------ mentions
 
@@ -488,17 +571,56 @@ class MoltCitiesClient:
     def _on_frame(self, channel: str, frame: ServerFrame) -> None:
         """Sink of every channel (runs on the client loop)."""
         if isinstance(frame, NotificationFrame):
-            kind = frame.event_type
-            aliases = _rest_aliases(frame) if kind in _REST_ALIAS_KEYS else _NO_ALIASES
-            fresh = self._notifications.offer(frame, item_id=frame.id, kind=kind, aliases=aliases)
-            if fresh and kind in MENTION_EVENT_TYPES:
-                self._dispatch_mention(frame)
-            elif not fresh and frame.queued and frame.id in self._acked:
-                self._track(asyncio.ensure_future(self._reack(frame.id)))
+            outcome = self._ingest.notification(frame)
         elif isinstance(frame, ChatFrame):
-            self._town.offer(frame, item_id=frame.id, kind="chat")
+            outcome = self._ingest.chat(frame)
         elif isinstance(frame, PresenceFrame):
-            self._town.offer(frame, item_id=None, kind="presence")
+            self._ingest.presence(frame)
+            return
+        else:
+            if isinstance(frame, SubscribedFrame) and self._ingest.subscriptions.wanted is not None:
+                self._ingest.subscriptions.echo(frame.events)
+            return
+        if outcome.look_up or outcome.mention is not None or outcome.reack is not None:
+            self._act_on(outcome)
+
+    def _act_on(self, outcome: Outcome) -> None:
+        if outcome.reack is not None:
+            self._track(asyncio.ensure_future(self._reack(outcome.reack)))
+        mention = outcome.mention
+        if mention is not None and mention.sender_id in outcome.look_up:
+            # A reply needs the author's handle: learn it first (bounded by request_timeout).
+            self._track(asyncio.ensure_future(self._look_up_then_dispatch(mention)))
+        elif mention is not None:
+            self._dispatch_mention(mention)
+        for agent_id in outcome.look_up:
+            if mention is None or agent_id != mention.sender_id:
+                self._start_lookup(agent_id)
+
+    def _start_lookup(self, agent_id: str) -> None:
+        # Bounded: a flood of unknown ids costs at most _MAX_LOOKUPS requests at a time.
+        if agent_id in self._lookups or len(self._lookups) >= _MAX_LOOKUPS:
+            return
+        self._track(asyncio.ensure_future(self._look_up(agent_id)))
+
+    async def _look_up(self, agent_id: str) -> None:
+        if agent_id in self._lookups or self._rest is None:
+            return
+        self._lookups.add(agent_id)
+        try:
+            handle = handle_from_agent_body(await self._rest.agent(agent_id))
+        except MoltCitiesError as exc:
+            _log.debug("no handle for agent %s: %s", agent_id[:40], exc)
+            handle = None
+        finally:
+            self._lookups.discard(agent_id)
+        if not (handle and self._ingest.directory.learn(agent_id, handle)):
+            self._ingest.directory.missed(agent_id)
+
+    async def _look_up_then_dispatch(self, mention: NotificationFrame) -> None:
+        if mention.sender_id:
+            await self._look_up(mention.sender_id)
+        self._dispatch_mention(mention)
 
     def _is_own(self, frame: NotificationFrame) -> bool:
         me = self.agent_id
@@ -511,6 +633,7 @@ class MoltCitiesClient:
         if frame.id in self._dispatched or self._is_own(frame):
             return
         self._dispatched.add(frame.id)
+        frame = self._ingest.with_handle(frame)
         loop = asyncio.get_running_loop()
         for cb in list(self._listeners):
             if _is_async_callable(cb):
@@ -606,14 +729,36 @@ class MoltCitiesClient:
             _log.info("re-sending an ack failed (it is retried on the next redelivery): %s", exc)
 
     async def _aack(self, ids: list[str]) -> None:
-        for nid in ids:
-            self._acked.add(nid)
+        book = self._ingest.acks
+        book.acked(ids)
+        # Mentions recovered from chat exist only here: nothing to tell the server.
+        ids = [i for i in ids if not i.startswith(_RECOVERED_PREFIX)]
         personal = self._channels.get("personal")
         if personal is None:
+            # REST only: every id goes straight to the server, and its errors to the caller.
             for nid in ids:
-                await self._rest_api().mark_read(nid)
+                if rid := book.rest_id_of(nid):
+                    await self._rest_api().mark_read(rid)
             return
-        await personal.ack(ids)
+        over_rest = await personal.ack(ids, rest_id_of=book.rest_id_of) if ids else False
+        # The live server's socket ack marks nothing read: its REST ids do (msg_, gb_).
+        reads = [] if over_rest else book.rest_ids_for(ids)
+        await self._send_reads([*book.unsent_reads, *reads])
+
+    async def _send_reads(self, rest_ids: list[str]) -> None:
+        """Mark read over REST; a failure keeps the id for the next ack."""
+        book = self._ingest.acks
+        for rid in dict.fromkeys(rest_ids):
+            try:
+                await self._rest_api().mark_read(rid)
+            except MoltCitiesError as exc:
+                if isinstance(exc, ApiError) and exc.status in (400, 404):
+                    book.read_done(rid)  # the server will never take it: don't retry forever
+                    continue
+                book.read_pending([rid])
+                _log.info("marking %s read failed (retried with the next ack): %s", rid, exc)
+            else:
+                book.read_done(rid)
 
     async def _aset_subscriptions(self, events: list[str]) -> list[str]:
         personal = self._channels.get("personal")
@@ -622,7 +767,13 @@ class MoltCitiesClient:
                 "subscriptions apply to the personal channel, which this client does not open; "
                 "include 'personal' in channels"
             )
-        return await personal.subscribe(events)
+        subs = self._ingest.subscriptions
+        subs.want(events)
+        # The server gets every mention type either dialect uses; the client filters anyway.
+        echo = await personal.subscribe(expand_event_types(events))
+        if echo is not None:
+            subs.echo(echo)
+        return list(events)
 
     async def _apost_chat(self, message: str) -> ChatFrame:
         return await self._rest_api().post_chat(message)
@@ -640,7 +791,7 @@ class MoltCitiesClient:
     async def _ame(self) -> MeResponse:
         me = await self._rest_api().me()
         self._agent_id = me.agent.id
-        self._handle = me.handle
+        self._set_identity(me.handle, documented=me.handle is not None)
         return me
 
     # ------------------------------------------------------------------ commands (faces)
@@ -701,34 +852,15 @@ class MoltCitiesClient:
 # ---------------------------------------------------------------------- helpers
 
 
-_NO_ALIASES: tuple[str, ...] = ()
-
-
-def _rest_aliases(frame: NotificationFrame) -> list[str]:
-    """The REST id the live server lists this notification under, when the payload tells.
-
-    Live REST ids are the payload's own id with a prefix (``msg_<message_id>``,
-    ``gb_<entry_id>``), so an item fetched by a fallback poll and the same one arriving over
-    the socket are recognised as one.
-    """
-    alias = _REST_ALIAS_KEYS.get(frame.event_type)
-    if alias is None:
-        return []
-    key, prefix = alias
-    own = frame.data.get(key)
-    if isinstance(own, str) and own:
-        return [own if own.startswith(prefix) else prefix + own]
-    return []
-
-
-# event type -> (payload key holding the item's own id, live REST id prefix)
-_REST_ALIAS_KEYS: dict[str, tuple[str, str]] = {
-    "inbox.message": ("message_id", "msg_"),
-    "guestbook.entry": ("entry_id", "gb_"),
-}
+_MAX_LOOKUPS = 8
+_RECOVERED_PREFIX = "chat:"
 
 
 # ---------------------------------------------------------------------- argument checks
+
+
+def _with_items(result: ReadResult[_T], items: list[_T]) -> ReadResult[_T]:
+    return ReadResult(items=items, remaining=result.remaining, dropped=result.dropped)
 
 
 def _check_limit(limit: int | None) -> int | None:

@@ -11,7 +11,6 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Literal
 from urllib.parse import quote
 
@@ -33,6 +32,7 @@ from langchain_moltcities.backoff import (
     decide_handshake_status,
     decide_network_error,
 )
+from langchain_moltcities.catchup import ChatCatchUp, poll_notifications
 from langchain_moltcities.errors import AuthenticationError, MoltCitiesError, RateLimitError
 from langchain_moltcities.protocol import (
     AckFrame,
@@ -50,7 +50,6 @@ from langchain_moltcities.protocol import (
     UnknownFrame,
     encode_client_frame,
     parse_frame,
-    parse_timestamp,
 )
 from langchain_moltcities.redact import RedactingLogger, redact
 from langchain_moltcities.rest import RestApi
@@ -65,13 +64,8 @@ FrameSink = Callable[[str, ServerFrame], None]
 
 _log = logging.getLogger("langchain_moltcities.connection")
 _MESSAGE_TOO_BIG = 1009
-_MAX_BACKFILL_PAGES = 20
 # The live server keeps at most this many notifications for an offline agent (oldest dropped).
 LIVE_OFFLINE_QUEUE_LIMIT = 100
-# Live REST items whose ids can't be tied to the socket frame of the same event (the socket
-# payload carries no attempt or change id). While the socket is only down for a while, a
-# fallback poll leaves them to the socket's back-log instead of delivering them twice.
-_UNMATCHABLE_REST_TYPES = frozenset({"job_attempt", "job_status"})
 # A channel in one of these states will not reconnect, so queued acks would never leave.
 _STOPPED_STATES = frozenset({"displaced", "failed", "closed"})
 
@@ -104,6 +98,22 @@ class ChannelInfo:
     # Connections that ended without a close frame (dropped, or declared half-open): the live
     # server pushes at most once, so what it wrote into such a link may be lost.
     links_lost: int = 0
+    # Full back-fill pages: Town Square spans that may be missing (see catchup.py).
+    chat_gaps: int = 0
+
+
+class _PromptCloseConnection(ClientConnection):
+    """Ends the connection as soon as the server's close frame arrives.
+
+    ``websockets`` answers the close frame, then waits for the server to close TCP; the live
+    server keeps it open for about 10 s after a 4003 or 4000, during which the channel would
+    still look connected. The close frame is the verdict: close our side at once.
+    """
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.protocol.close_rcvd is not None and not self.transport.is_closing():
+            self.transport.close()
 
 
 _BAD_FRAMES_LOGGED = 5
@@ -114,10 +124,6 @@ def _clip(text: str, limit: int = 200) -> str:
     """One readable line of at most ``limit`` characters."""
     line = " ".join(text.split())
     return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
-def _now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class Channel:
@@ -169,10 +175,10 @@ class Channel:
         self._desired_subscriptions: list[str] | None = None
         self.subscriptions: list[str] | None = None
         self._sub_waiters: list[asyncio.Future[list[str]]] = []
-        # Town square back-fill cursor: created_at of the newest chat seen (or of first connect).
-        self._chat_cursor: str | None = None
-        self._chat_cursor_dt: datetime | None = None
-        self._cursor_from_server = False
+        # Town Square cursor, back-fill and gap reports live in their own room.
+        self.chat = ChatCatchUp(
+            rest, limit=settings.backfill_limit, deliver=self._deliver_chat, name=name
+        )
         self._last_data = 0.0
         self._ping_outstanding_since: float | None = None
         self._dead_reason: str | None = None
@@ -220,27 +226,37 @@ class Channel:
 
     # ------------------------------------------------------------------ commands
 
-    async def ack(self, ids: Sequence[str]) -> None:
-        """Ack over the socket, or by REST when polling or stopped; else queue until reconnect."""
+    async def ack(
+        self, ids: Sequence[str], *, rest_id_of: Callable[[str], str | None] = lambda i: i
+    ) -> bool:
+        """Ack over the socket, or by REST when polling or stopped; else queue until reconnect.
+
+        ``rest_id_of`` maps an id to the REST id that marks it read (None: REST can't).
+        Returns True when the acks went over REST.
+        """
         if self._transport == "poll" or (
             self._ws is None and (self.info.polling or self.info.state in _STOPPED_STATES)
         ):
             for i, nid in enumerate(ids):
+                rid = rest_id_of(nid)
+                if rid is None:
+                    continue
                 try:
-                    await self._rest.mark_read(nid)
+                    await self._rest.mark_read(rid)
                 except MoltCitiesError:
                     if self._transport == "poll" or self.info.state in _STOPPED_STATES:
                         raise
                     # Polling while the socket is down: the socket takes the rest later.
                     for later in ids[i:]:
                         self._pending_acks[later] = None
-                    return
-            return
+                    return False
+            return True
         ws = self._ws
         for nid in ids:
             self._pending_acks[nid] = None
         if ws is not None:
             await self._flush_acks(ws)
+        return False
 
     async def _flush_acks(self, ws: ClientConnection) -> None:
         for nid in list(self._pending_acks):
@@ -254,12 +270,13 @@ class Channel:
     def pending_acks(self) -> int:
         return len(self._pending_acks)
 
-    async def subscribe(self, events: Sequence[str]) -> list[str]:
-        """Set the subscription (re-sent after every reconnect); the server's echo if connected."""
+    async def subscribe(self, events: Sequence[str]) -> list[str] | None:
+        """Set the subscription (re-sent after every reconnect); the server's echo, or None
+        when none came (not connected, polling, or no answer in ``request_timeout``)."""
         self._desired_subscriptions = list(events)
         ws = self._ws
         if ws is None or self._transport == "poll":
-            return list(events)
+            return None
         fut: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
         self._sub_waiters.append(fut)
         try:
@@ -267,7 +284,7 @@ class Channel:
             return await asyncio.wait_for(fut, self._settings.request_timeout)
         except (TimeoutError, ConnectionClosed):
             # No echo (or the link dropped): the wish is kept and re-sent on reconnect.
-            return list(events)
+            return None
         finally:
             if fut in self._sub_waiters:
                 self._sub_waiters.remove(fut)
@@ -309,15 +326,19 @@ class Channel:
 
     async def _wait_backoff(self, delay: float) -> None:
         deadline = time.monotonic() + delay
+        # Town Square chat is polled from the first failure: the live server's back-fill gives
+        # only the newest page, so a long outage would otherwise end in a gap.
+        chat_poll = self.name == "town-square" and self.chat.started
         while True:
             if self._failures >= self._fallback_after:
                 self.info.polling = True
-                if time.monotonic() >= self._next_poll_at:
-                    await self._poll_once()
+            if (self.info.polling or chat_poll) and time.monotonic() >= self._next_poll_at:
+                await self._poll_once()
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
-            step = min(remaining, self._settings.poll_interval) if self.info.polling else remaining
+            polls = self.info.polling or chat_poll
+            step = min(remaining, self._settings.poll_interval) if polls else remaining
             await asyncio.sleep(step)
 
     def _url(self) -> str:
@@ -342,6 +363,7 @@ class Channel:
                 max_size=s.max_frame_size,
                 user_agent_header="langchain-moltcities",
                 proxy=None,
+                create_connection=_PromptCloseConnection,
             )
         except InvalidStatus as exc:
             self._failures += 1
@@ -388,9 +410,8 @@ class Channel:
         except ConnectionClosed:
             return None
         if self.name == "town-square":
-            if self._chat_cursor is None:
-                self._chat_cursor = _now_iso()
-                self._chat_cursor_dt = parse_timestamp(self._chat_cursor)
+            if not self.chat.started:
+                self.chat.start_now()
             else:
                 # Before reading live frames, so the missed chat comes first, in order.
                 return await self._backfill_chat()
@@ -510,21 +531,15 @@ class Channel:
                 self.info.agent_id = frame.agent_id
             if frame.online_count is not None:
                 self.info.online_count = frame.online_count
-            if (
-                self.name == "town-square"
-                and not self._cursor_from_server
-                and frame.server_time
-                and (dt := parse_timestamp(frame.server_time)) is not None
-            ):
-                # The server's clock beats ours for "after=": no gap from clock skew.
-                self._chat_cursor, self._chat_cursor_dt = frame.server_time, dt
-                self._cursor_from_server = True
+            if self.name == "town-square":
+                self.chat.server_time(frame.server_time)
         elif isinstance(frame, SubscribedFrame):
             self.subscriptions = list(frame.events)
             for fut in self._sub_waiters:
                 if not fut.done():
                     fut.set_result(list(frame.events))
             self._sub_waiters.clear()
+            self._deliver(frame)  # the client keeps the echo with the subscription
         elif isinstance(frame, ErrorFrame):
             self.info.last_error = f"server error {frame.code}: {frame.message}"
             _log.warning("%s channel: %s", self.name, self.info.last_error)
@@ -545,7 +560,7 @@ class Channel:
                 self._count_backlog(frame)
             if isinstance(frame, ChatFrame) and not self.info.backfill_pending:
                 # While a gap is still being back-filled the cursor must stay at its start.
-                self._advance_chat_cursor(frame)
+                self.chat.advance(frame)
             self._deliver(frame)
 
     def _log_bad(self, what: str) -> None:
@@ -586,20 +601,8 @@ class Channel:
         except Exception:
             _log.exception("%s channel: delivering a frame failed", self.name)
 
-    def _advance_chat_cursor(self, frame: ChatFrame) -> None:
-        dt = frame.created
-        if (
-            frame.created_at
-            and dt is not None
-            and (
-                not self._cursor_from_server
-                or self._chat_cursor_dt is None
-                or dt > self._chat_cursor_dt
-            )
-        ):
-            # A local-clock baseline gives way to the first server timestamp, earlier or not.
-            self._chat_cursor, self._chat_cursor_dt = frame.created_at, dt
-            self._cursor_from_server = True
+    def _deliver_chat(self, frame: ChatFrame) -> None:
+        self._deliver(frame)
 
     # ------------------------------------------------------------------ REST paths
 
@@ -610,30 +613,23 @@ class Channel:
         stays marked (``backfill_pending``) and the cursor stays put until it is filled.
         """
         self.info.backfill_pending = True
-        limit = self._settings.backfill_limit
-        for _ in range(_MAX_BACKFILL_PAGES):
-            after = self._chat_cursor
-            try:
-                page = await self._rest.chat_history(after=after, limit=limit)
-            except AuthenticationError:
-                raise
-            except MoltCitiesError as exc:
-                wait = self._rest_retry_delay(exc)
-                self.info.last_error = f"chat back-fill failed: {exc}"
-                _log.warning(
-                    "%s channel: %s; retrying in %.2f s", self.name, self.info.last_error, wait
-                )
-                return wait
-            for message in page.messages:
-                chat = message.to_chat()
-                self._advance_chat_cursor(chat)
-                self.info.backfilled += 1
-                self._deliver(chat)
-            if len(page.messages) < limit or self._chat_cursor == after:
-                self.info.backfill_pending = False
-                self._rest_backoff.reset()
-                return None
-        return 0.0  # still more pages: carry on in the next round
+        try:
+            await self.chat.backfill()
+        except AuthenticationError:
+            raise
+        except MoltCitiesError as exc:
+            wait = self._rest_retry_delay(exc)
+            self.info.last_error = f"chat back-fill failed: {exc}"
+            _log.warning(
+                "%s channel: %s; retrying in %.2f s", self.name, self.info.last_error, wait
+            )
+            return wait
+        finally:
+            self.info.backfilled = self.chat.backfilled
+            self.info.chat_gaps = self.chat.gaps_found
+        self.info.backfill_pending = False
+        self._rest_backoff.reset()
+        return None
 
     async def _backfill_until_caught_up(self, wait: float) -> None:
         """Retry a failed back-fill in the background while live frames keep flowing."""
@@ -661,19 +657,12 @@ class Channel:
         wait: float | None = None
         try:
             if self.name == "personal":
-                page = await self._rest.list_notifications(unread=True, limit=100)
-                for item in page.notifications:
-                    if self._transport == "websocket" and item.type in _UNMATCHABLE_REST_TYPES:
-                        continue
-                    self._deliver(item.to_notification())
+                await poll_notifications(
+                    self._rest, self._deliver, skip_unmatchable=self._transport == "websocket"
+                )
                 self._rest_backoff.reset()
             else:
-                if self._chat_cursor is None:
-                    self._chat_cursor = _now_iso()
-                    self._chat_cursor_dt = parse_timestamp(self._chat_cursor)
                 wait = await self._backfill_chat()
-                if wait == 0.0:
-                    wait = None  # more pages: the next poll carries on from the cursor
         except AuthenticationError as exc:
             self.info.last_error = str(exc)
             raise

@@ -203,6 +203,10 @@ class NotificationFrame(_Frame):
     queued: bool = False
     agent_id: str | None = None
     data: dict[str, Any] = Field(default_factory=dict)
+    # Set by the client, never by a server: derived from a chat message (see recovered.py),
+    # and the sender's handle when the payload lacks it (learned by the handle directory).
+    recovered: bool = False
+    handle_hint: str | None = None
 
     @property
     def typed_data(self) -> _Frame:
@@ -232,6 +236,9 @@ class NotificationFrame(_Frame):
                     "author_id",
                     "author_agent_id",
                     "applicant_id",
+                    "follower_id",
+                    "worker_id",
+                    "poster_id",
                     "agent_id",
                 )
                 if (v := _str(d.get(k)))
@@ -249,7 +256,7 @@ class NotificationFrame(_Frame):
         for k in ("from_handle", "by_handle", "applicant_handle", "handle"):
             if h := _str(d.get(k)):
                 return h
-        return None
+        return self.handle_hint
 
     @property
     def sender_name(self) -> str | None:
@@ -260,7 +267,7 @@ class NotificationFrame(_Frame):
         frm = d.get("from")
         if isinstance(frm, dict) and (n := _str(frm.get("display_name") or frm.get("name"))):
             return n
-        for k in ("author_name", "author", "name"):
+        for k in ("author_name", "author", "follower_name", "worker_name", "poster_name", "name"):
             if n := _str(d.get(k)):
                 return n
         return None

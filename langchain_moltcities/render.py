@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC
 from typing import Any, TypeVar
 
+from langchain_moltcities.event_text import action_of, has_no_sender
 from langchain_moltcities.protocol import (
     ChatFrame,
     NotificationFrame,
@@ -182,13 +183,33 @@ def notification_line(
 ) -> str:
     """``- id event_type HH:MM who: [subject] text``. Put it inside a fence."""
     who = _who(frame.sender_handle, frame.sender_name, frame.sender_id)
+    if frame.event_type in _SAY_WHAT_HAPPENED:
+        # A follow or a job step carries no text of its own: say who did what.
+        what = sanitize(action_of(frame), 120)
+        who = what if has_no_sender(frame) else f"{who} {what}"
     body: list[str] = []
     if subject := frame.subject:
         body.append(f"[{sanitize(subject, 80)}]")
     if text := frame.text:
         body.append(sanitize(text, max_chars))
     tail = f"{who}: {' '.join(body)}" if body else who
+    if frame.recovered:
+        tail += " (recovered from Town Square chat)"
     return f"- {frame.id} {frame.event_type} {hhmm} {tail}"
+
+
+# Event types whose name alone doesn't say what happened (the rest carry a text).
+_SAY_WHAT_HAPPENED = frozenset(
+    {
+        "site.followed",
+        "job.application",
+        "job.status",
+        "job.worker_interested",
+        "job.submitted",
+        "job.approved",
+        "job.paid",
+    }
+)
 
 
 def notification_lines(
@@ -268,6 +289,7 @@ def notification_record(frame: NotificationFrame) -> dict[str, Any]:
         "subject": frame.subject,
         "text": frame.text,
         "chat_message_id": frame.chat_message_id,
+        "recovered": frame.recovered,
         "data": frame.to_dict().get("data", {}),
     }
 

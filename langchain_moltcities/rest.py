@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel, SecretStr, ValidationError
@@ -100,6 +101,17 @@ class RestApi:
     async def me(self) -> MeResponse:
         body = await self._request("GET", "/api/me")
         return self._model(MeResponse, body, "GET /api/me")
+
+    # Raw bodies: the handle directory reads the few fields it needs, whatever else is there.
+    async def agent(self, agent_id: str) -> Any:
+        """``GET /api/agents/{id}`` (the live server answers by id or site slug)."""
+        if not agent_id or "/" in agent_id or len(agent_id) > 128:
+            raise InvalidArgumentError(f"{agent_id[:40]!r} is not an agent id")
+        return await self._request("GET", f"/api/agents/{quote(agent_id, safe='')}")
+
+    async def my_sites(self) -> Any:
+        """``GET /api/my/sites``: the agent's own sites (the first slug is its handle)."""
+        return await self._request("GET", "/api/my/sites")
 
     # ------------------------------------------------------------------ plumbing
 

@@ -1,0 +1,183 @@
+"""Where every inbound item is judged: kept or dropped, who sent it, whether it is a mention.
+
+One room for the client's sink, so the client only routes: the subscription filter, the
+memory of acked items (under any id they come back with), the handle directory's feeding and
+reading, and the mentions recovered from chat. Pure (no I/O, no asyncio): the client performs
+the lookups and callbacks this room asks for. Runs on the client's loop; reads may come from
+any thread (the buffers and the directory lock themselves).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from langchain_moltcities.acks import AckBook, rest_aliases
+from langchain_moltcities.delivery import DeliveryBuffer
+from langchain_moltcities.directory import HandleDirectory, handles_in_frame
+from langchain_moltcities.protocol import (
+    MENTION_EVENT_TYPES,
+    ChatFrame,
+    NotificationFrame,
+    PresenceFrame,
+)
+from langchain_moltcities.recovered import chat_key, mention_from_chat
+from langchain_moltcities.subscriptions import SubscriptionState
+
+__all__ = ["Ingest", "Outcome", "TownSquareItem"]
+
+TownSquareItem = ChatFrame | PresenceFrame
+# Chat kept while our own handle is unknown, to be checked for mentions once it is learned.
+_UNCHECKED_CHAT = 500
+
+
+@dataclass
+class Outcome:
+    """What the client should do about one inbound item."""
+
+    mention: NotificationFrame | None = None  # dispatch to the mention listeners
+    reack: str | None = None  # an acked item came back: ack it again
+    look_up: list[str] = field(default_factory=list)  # agent ids whose handle is unknown
+
+
+_NOTHING = Outcome()
+_I = TypeVar("_I", NotificationFrame, ChatFrame, PresenceFrame, ChatFrame | PresenceFrame)
+
+
+class Ingest:
+    """The client's judgement of inbound items; see the module docstring."""
+
+    def __init__(
+        self,
+        notifications: DeliveryBuffer[NotificationFrame],
+        town: DeliveryBuffer[TownSquareItem],
+        *,
+        memory: int,
+    ) -> None:
+        self.notifications = notifications
+        self.town = town
+        self.acks = AckBook(memory)
+        self.directory = HandleDirectory()
+        self.subscriptions = SubscriptionState()
+        self.own_id: str | None = None
+        self.own_handle: str | None = None
+        self.recovered = 0  # mentions derived from chat before (or without) the server's
+        # What this server calls a chat mention: documented "mention", live "mention.chat".
+        self.mention_type = "mention.chat"
+        self._unchecked: deque[ChatFrame] = deque(maxlen=_UNCHECKED_CHAT)
+
+    # ------------------------------------------------------------------ intake
+
+    def notification(self, frame: NotificationFrame) -> Outcome:
+        kind = frame.event_type
+        subs = self.subscriptions
+        if subs.wanted is not None and not subs.admits(kind, pushed=frame.queued is False):
+            return _NOTHING
+        rest: list[str] = rest_aliases(frame) if kind in _ALIASED else []
+        if rest or frame.agent_id is not None:
+            self.acks.note(frame, rest)
+        is_mention = kind in MENTION_EVENT_TYPES
+        aliases = rest
+        if is_mention and (cid := frame.chat_message_id):
+            # The server's mention and the one derived from the chat message are one item.
+            aliases = [*rest, chat_key(cid)]
+        keys = (frame.id, *aliases)
+        if self.acks.is_acked(keys):
+            # Acked before: never new again; a redelivery means the ack was lost, so re-send.
+            return Outcome(reack=frame.id) if frame.queued else _NOTHING
+        fresh = self.notifications.offer(frame, item_id=frame.id, kind=kind, aliases=aliases)
+        if kind in _CARRIES_HANDLES:
+            self.directory.learn_from(frame)
+        if not fresh:
+            return _NOTHING
+        look_up = self._unknown(frame.sender_id, frame.sender_handle)
+        if is_mention and not self._is_own(frame.sender_id, frame.sender_handle):
+            return Outcome(mention=frame, look_up=look_up)
+        return Outcome(look_up=look_up) if look_up else _NOTHING
+
+    def chat(self, frame: ChatFrame) -> Outcome:
+        if frame.agent_handle and frame.agent_id:
+            self.directory.learn(frame.agent_id, frame.agent_handle)
+        if not self.town.offer(frame, item_id=frame.id, kind="chat"):
+            return _NOTHING
+        look_up = self._unknown(frame.agent_id, frame.agent_handle)
+        if self.own_handle is None:
+            self._unchecked.append(frame)
+            return Outcome(look_up=look_up) if look_up else _NOTHING
+        mention = self._mention_in(frame)
+        return Outcome(mention=mention, look_up=look_up) if (mention or look_up) else _NOTHING
+
+    def presence(self, frame: PresenceFrame) -> None:
+        for agent_id, handle in handles_in_frame(frame):
+            self.directory.learn(agent_id, handle)
+        self.town.offer(frame, item_id=None, kind="presence")
+
+    def learn_identity(
+        self, agent_id: str | None, handle: str | None, *, documented: bool = False
+    ) -> list[NotificationFrame]:
+        """Who we are; returns mentions found in chat that arrived before we knew.
+
+        ``documented``: the server named our handle in ``GET /api/me`` (the live one doesn't),
+        so its chat mentions are called ``mention``.
+        """
+        if documented:
+            self.mention_type = "mention"
+        if agent_id:
+            self.own_id = agent_id
+        if not handle:
+            return []
+        self.own_handle = handle
+        if agent_id:
+            self.directory.learn(agent_id, handle)
+        found = []
+        while self._unchecked:
+            if (m := self._mention_in(self._unchecked.popleft())) is not None:
+                found.append(m)
+        return found
+
+    # ------------------------------------------------------------------ mentions
+
+    def _mention_in(self, chat: ChatFrame) -> NotificationFrame | None:
+        derived = mention_from_chat(
+            chat, own_handle=self.own_handle, own_id=self.own_id, event_type=self.mention_type
+        )
+        if derived is None:
+            return None
+        key = derived.id
+        subs = self.subscriptions
+        if self.acks.is_acked((key,)) or (
+            subs.wanted is not None and not subs.admits(derived.event_type, pushed=False)
+        ):
+            return None
+        if not self.notifications.offer(derived, item_id=key, kind=derived.event_type):
+            return None  # the server's mention of this message came first
+        self.recovered += 1
+        return derived
+
+    def _is_own(self, sender_id: str | None, sender_handle: str | None) -> bool:
+        if self.own_id and sender_id == self.own_id:
+            return True
+        own = self.own_handle
+        return bool(own and sender_handle and own.casefold() == sender_handle.casefold())
+
+    # ------------------------------------------------------------------ handles
+
+    def _unknown(self, agent_id: str | None, handle: str | None) -> list[str]:
+        if handle or not agent_id or not self.directory.should_look_up(agent_id):
+            return []
+        return [agent_id]
+
+    def with_handle(self, item: _I) -> _I:
+        """``item`` with its sender's handle filled in from the directory, when it lacks one."""
+        if isinstance(item, NotificationFrame):
+            if item.sender_handle is None and (h := self.directory.get(item.sender_id)):
+                return item.model_copy(update={"handle_hint": h})
+        elif isinstance(item, ChatFrame):
+            if item.agent_handle is None and (h := self.directory.get(item.agent_id)):
+                return item.model_copy(update={"agent_handle": h})
+        return item
+
+
+_ALIASED = frozenset({"inbox.message", "guestbook.entry"})
+_CARRIES_HANDLES = frozenset({"inbox.message", "guestbook.entry", "mention", "job.application"})
