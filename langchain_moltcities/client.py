@@ -39,6 +39,7 @@ from langchain_moltcities.ingest import Ingest, Outcome, TownSquareItem
 from langchain_moltcities.protocol import (
     DOCUMENTED_EVENT_TYPES,
     LIVE_EVENT_TYPES,
+    MENTION_EVENT_TYPES,
     ChatFrame,
     MeResponse,
     NotificationFrame,
@@ -731,8 +732,11 @@ class MoltCitiesClient:
     async def _aack(self, ids: list[str]) -> None:
         book = self._ingest.acks
         book.acked(ids)
-        # Mentions recovered from chat exist only here: nothing to tell the server.
-        ids = [i for i in ids if not i.startswith(_RECOVERED_PREFIX)]
+        # A mention recovered from chat exists only here; the server hears of it under its own
+        # id, if it raised one (the documented server redelivers a mention until acked).
+        twins = self._ingest.server_ids_for(ids)
+        book.acked(twins)
+        ids = [i for i in ids if not i.startswith(_RECOVERED_PREFIX)] + twins
         personal = self._channels.get("personal")
         if personal is None:
             # REST only: every id goes straight to the server, and its errors to the caller.
@@ -769,8 +773,12 @@ class MoltCitiesClient:
             )
         subs = self._ingest.subscriptions
         subs.want(events)
-        # The server gets every mention type either dialect uses; the client filters anyway.
-        echo = await personal.subscribe(expand_event_types(events))
+        # A live mention name asks a documented server for its "mention" too; the client
+        # filters anyway (the live server doesn't).
+        to_server = list(events)
+        if "mention" not in to_server and any(e in MENTION_EVENT_TYPES for e in to_server):
+            to_server.append("mention")
+        echo = await personal.subscribe(to_server)
         if echo is not None:
             subs.echo(echo)
         return list(events)

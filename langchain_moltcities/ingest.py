@@ -9,7 +9,7 @@ any thread (the buffers and the directory lock themselves).
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -66,6 +66,7 @@ class Ingest:
         # What this server calls a chat mention: documented "mention", live "mention.chat".
         self.mention_type = "mention.chat"
         self._unchecked: deque[ChatFrame] = deque(maxlen=_UNCHECKED_CHAT)
+        self._server_ids: OrderedDict[str, str] = OrderedDict()  # chat key -> server mention id
 
     # ------------------------------------------------------------------ intake
 
@@ -80,12 +81,18 @@ class Ingest:
         is_mention = kind in MENTION_EVENT_TYPES
         aliases = rest
         if is_mention and (cid := frame.chat_message_id):
-            # The server's mention and the one derived from the chat message are one item.
-            aliases = [*rest, chat_key(cid)]
+            # The server's mention and the one derived from the chat message are one item:
+            # an ack of either must reach the server under the server's id.
+            key = chat_key(cid)
+            aliases = [*rest, key]
+            self._server_ids[key] = frame.id
+            while len(self._server_ids) > self.acks.capacity:
+                self._server_ids.popitem(last=False)
         keys = (frame.id, *aliases)
         if self.acks.is_acked(keys):
-            # Acked before: never new again; a redelivery means the ack was lost, so re-send.
-            return Outcome(reack=frame.id) if frame.queued else _NOTHING
+            # Acked before: never new again. A redelivery means the ack was lost, and a server
+            # mention acked first as its recovered twin was never acked: (re-)send it.
+            return Outcome(reack=frame.id) if frame.queued or is_mention else _NOTHING
         fresh = self.notifications.offer(frame, item_id=frame.id, kind=kind, aliases=aliases)
         if kind in _CARRIES_HANDLES:
             self.directory.learn_from(frame)
@@ -137,6 +144,10 @@ class Ingest:
         return found
 
     # ------------------------------------------------------------------ mentions
+
+    def server_ids_for(self, ids: list[str]) -> list[str]:
+        """The server's ids of mentions acked as their recovered twins (``chat:<id>``)."""
+        return [sid for i in ids if (sid := self._server_ids.get(i)) is not None]
 
     def _mention_in(self, chat: ChatFrame) -> NotificationFrame | None:
         derived = mention_from_chat(

@@ -79,7 +79,6 @@ def test_repr_str_and_status_never_show_the_key() -> None:
     ("kwargs", "fragment"),
     [
         (dict(channels=("personal", "lobby")), "unknown channel"),
-        (dict(channels=()), "unknown channel"),
         (dict(transport="carrier-pigeon"), "transport"),
         (dict(buffer_size=0), "buffer_size"),
     ],
