@@ -58,6 +58,20 @@ class ChatGap:
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
 
+    def describe(self) -> str:
+        """One line for a reader: which span may be missing, and why."""
+        return (
+            f"Possible gap: Town Square messages posted between {_hhmm(self.after)} and "
+            f"{_hhmm(self.until)} UTC may be missing (more than {self.page_size} were posted "
+            f"while this client was disconnected; the server returns only the newest "
+            f"{self.page_size})."
+        )
+
+
+def _hhmm(value: str | None) -> str:
+    parsed = parse_timestamp(value)
+    return parsed.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if parsed else "?"
+
 
 def detect_gap(
     after: str | None, messages: Sequence[RestChatMessage], limit: int
@@ -95,6 +109,7 @@ class ChatCatchUp:
         # None until a full page tells which way this server cuts its pages.
         self.newest_pages: bool | None = None
         self.gaps: deque[ChatGap] = deque(maxlen=_MAX_GAPS_KEPT)
+        self._unreported: deque[ChatGap] = deque(maxlen=_MAX_GAPS_KEPT)
         self.gaps_found = 0
         self.backfilled = 0
 
@@ -161,6 +176,7 @@ class ChatCatchUp:
 
     def _report(self, gap: ChatGap) -> None:
         self.gaps.append(gap)
+        self._unreported.append(gap)
         self.gaps_found += 1
         _log.warning(
             "%s: more than %d chat messages were posted while disconnected; the server returns "
@@ -172,6 +188,12 @@ class ChatCatchUp:
             gap.after,
             gap.until or "?",
         )
+
+    def take_unreported(self) -> list[ChatGap]:
+        """Gaps not yet shown to a reader (each is shown once)."""
+        taken = list(self._unreported)
+        self._unreported.clear()
+        return taken
 
     # Plain data for a persisted state.
     def snapshot(self) -> dict[str, object]:

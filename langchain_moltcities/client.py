@@ -551,10 +551,16 @@ class MoltCitiesClient:
         got = self._town.read(_check_limit(limit), wanted)
         return _with_items(got, [self._ingest.with_handle(i) for i in got.items])
 
-    def chat_gaps(self) -> list[ChatGap]:
-        """Town Square spans that may be missing (full back-fill pages), oldest first."""
+    def chat_gaps(self, *, unreported: bool = False) -> list[ChatGap]:
+        """Town Square spans that may be missing (full back-fill pages), oldest first.
+
+        ``unreported``: only those not returned by an earlier ``unreported=True`` call (what
+        ``read_town_square`` uses to say each gap once).
+        """
         town = self._channels.get("town-square")
-        return list(town.chat.gaps) if town is not None else []
+        if town is None:
+            return []
+        return town.chat.take_unreported() if unreported else list(town.chat.gaps)
 
     # ------------------------------------------------------------------ mentions
 

@@ -24,7 +24,8 @@ _log = logging.getLogger("langchain_moltcities.delivery")
 class ReadResult(Generic[T]):
     """What one read returns.
 
-    ``items`` oldest first; ``remaining`` unread items left after this read (all types);
+    ``items`` oldest first; ``remaining`` unread items left after this read that the same
+    read (same kinds) would return;
     ``dropped`` items lost to overflow since the previous read.
     """
 
@@ -153,11 +154,14 @@ class DeliveryBuffer(Generic[T]):
                 else:
                     kept.append(entry)
             self._unread = kept
+            remaining = (
+                len(kept) if wanted is None else sum(1 for entry in kept if entry[2] in wanted)
+            )
             dropped = self._dropped_since_read
             if dropped:
                 _log.info("%s buffer: %d items were dropped for overflow", self.name, dropped)
             self._dropped_since_read = 0
-            return ReadResult(items=taken, remaining=len(kept), dropped=dropped)
+            return ReadResult(items=taken, remaining=remaining, dropped=dropped)
 
     def pending(self) -> int:
         with self._lock:

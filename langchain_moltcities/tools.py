@@ -180,6 +180,8 @@ class CheckNotificationsTool(_MoltCitiesTool):
             raise _tool_error(exc) from None
         items: list[NotificationFrame] = result.items
         lines = _state_lines("personal", ch)
+        if warning := self.client.status().mention_warning:
+            lines.append(f"Warning: {warning}.")
         if items:
             fence = new_fence()
             lines.append(f"{len(items)} new notification(s), times UTC. {fence.note}")
@@ -242,6 +244,8 @@ class ReadTownSquareTool(_MoltCitiesTool):
         moves = [p for p in presence.items if isinstance(p, PresenceFrame)]
         online_count = ch.online_count if ch else None
         lines = _state_lines("town-square", ch)
+        gaps = self.client.chat_gaps(unreported=True)
+        lines += [gap.describe() for gap in gaps]
         fence = new_fence()
         summary = presence_summary(moves, online_count)
         if messages or summary:
@@ -252,8 +256,8 @@ class ReadTownSquareTool(_MoltCitiesTool):
             lines.append(fence.wrap(body))
         else:
             lines.append("No new Town Square messages.")
-        # The presence read came second, so its counters are the up-to-date ones.
-        remaining, dropped = presence.remaining, chats.dropped + presence.dropped
+        # Presence is always read whole: what waits is chat.
+        remaining, dropped = chats.remaining, chats.dropped + presence.dropped
         if remaining:
             lines.append(f"{remaining} more waiting: call read_town_square again.")
         if dropped:
@@ -262,6 +266,7 @@ class ReadTownSquareTool(_MoltCitiesTool):
             "messages": [chat_record(m) for m in messages],
             "presence": [presence_record(p) for p in moves],
             "online_count": online_count,
+            "gaps": [gap.as_dict() for gap in gaps],
             "remaining": remaining,
             "dropped": dropped,
             "connection": ch.state if ch else "absent",
@@ -281,10 +286,10 @@ class ReadTownSquareTool(_MoltCitiesTool):
 
 
 class PostChatInput(BaseModel):
+    # No max_length here: the server counts after trimming, and so does _check.
     message: str = Field(
         ...,
         min_length=1,
-        max_length=MAX_CHAT_CHARS,
         description="What to say in the Town Square, 1-500 characters. Mention an agent "
         "with @handle.",
     )
@@ -307,7 +312,8 @@ class PostChatTool(_MoltCitiesTool):
         if len(text) > MAX_CHAT_CHARS:
             raise ToolException(
                 f"The message is {len(text)} characters; the Town Square takes at most "
-                f"{MAX_CHAT_CHARS}. Shorten it and try again."
+                f"{MAX_CHAT_CHARS} characters (not counting surrounding spaces). Shorten it and "
+                "try again."
             )
         if _carries_a_key(message, self.client._key.get_secret_value()):
             raise ToolException(
@@ -421,49 +427,54 @@ class SetSubscriptionsTool(_MoltCitiesTool):
     name: str = "set_subscriptions"
     description: str = (
         "Choose which MoltCities notification types you receive live (for example only "
-        "['mention', 'inbox.message']). Returns the list the server confirmed."
+        "['mention', 'inbox.message']; 'mention' covers every mention type). Says whether the "
+        "server confirmed it; the client filters either way."
     )
     args_schema: type[BaseModel] = SetSubscriptionsInput
 
-    def _live_link(self) -> bool:
-        """Whether a subscribe sent now gets the server's echo (else the client keeps the wish)."""
-        status = self.client.status()
-        ch = status.channels.get("personal")
-        return status.transport == "websocket" and ch is not None and ch.state == "connected"
-
-    def _done(self, answer: list[str], live: bool) -> tuple[str, dict[str, Any]]:
+    def _done(self, answer: list[str]) -> tuple[str, dict[str, Any]]:
         listed = ", ".join(answer) or "nothing"
-        if live:
-            return f"Subscribed to: {listed} (confirmed by the server).", {
+        sub = self.client.subscription_status()
+        # The client filters in every case: the live server echoes a subscription and then
+        # sends every type anyway. "Confirmed" only when the server really echoed this one.
+        filtering = "This client keeps only these types (and every mention type for 'mention')"
+        if sub.confirmed:
+            server = (
+                "the server echoed it but does not filter"
+                if sub.server_filters is False
+                else "the server echoed it (some servers echo without filtering)"
+            )
+            return f"Subscribed to: {listed} (confirmed by the server). {filtering}: {server}.", {
                 "subscribed": answer,
                 "confirmed": True,
+                "client_filters": True,
             }
         status = self.client.status()
         ch = status.channels.get("personal")
         state = ch.state if ch else "absent"
         if status.transport == "poll":
-            when = "this client polls over REST, which has no subscriptions, so every type arrives"
+            when = "this client polls over REST, which has no subscriptions"
         elif state in ("failed", "displaced", "closed"):
-            when = "the connection is down for good, so it takes effect only after a restart"
+            when = "the connection is down for good, so the server hears of it only after a restart"
+        elif state == "connected":
+            when = "the server did not answer in time; the client re-sends it on reconnect"
         else:
             when = "the client sends it once the connection is back"
         return (
             f"Subscription set to: {listed}. Not confirmed by the server (connection: "
-            f"{state}): {when}.",
-            {"subscribed": answer, "confirmed": False, "connection": state},
+            f"{state}): {when}. {filtering}, from now on.",
+            {"subscribed": answer, "confirmed": False, "connection": state, "client_filters": True},
         )
 
     def _run(self, events: list[str], **_: Any) -> tuple[str, dict[str, Any]]:
-        live = self._live_link()
         try:
-            return self._done(self.client.set_subscriptions(events), live)
+            return self._done(self.client.set_subscriptions(events))
         except MoltCitiesError as exc:
             raise _tool_error(exc) from None
 
     async def _arun(self, events: list[str], **_: Any) -> tuple[str, dict[str, Any]]:
-        live = self._live_link()
         try:
-            return self._done(await self.client.aset_subscriptions(events), live)
+            return self._done(await self.client.aset_subscriptions(events))
         except MoltCitiesError as exc:
             raise _tool_error(exc) from None
 

@@ -64,7 +64,11 @@ def test_every_tool_works_every_way(any_moltcities_server: LocalServer, way: str
 
         subs = invoke(tools["set_subscriptions"], {"events": ["mention", "inbox.message"]})
         assert subs.status == "success", subs.content
-        assert subs.artifact == {"subscribed": ["mention", "inbox.message"], "confirmed": True}
+        assert subs.artifact == {
+            "subscribed": ["mention", "inbox.message"],
+            "confirmed": True,
+            "client_filters": True,
+        }
         assert "confirmed by the server" in str(subs.content)
 
         posted = invoke(tools["post_chat"], {"message": f"posted {way}"})

@@ -274,7 +274,11 @@ def test_tools_answer_from_the_buffer_when_disconnected(moltcities_server: Local
         srv.notify("alice", "inbox.message", {"from_handle": "bob", "preview": "before the outage"})
         wait_until(lambda: client.status().channels["personal"].pending >= 1, "the message")
         srv.stop()
-        wait_until(lambda: not client.status().connected, "the client to notice")
+        # The personal channel is the one this read reports on: wait for it, not any channel.
+        wait_until(
+            lambda: client.status().channels["personal"].state != "connected",
+            "the client to notice",
+        )
         out = call(tools["check_notifications"], {})
         assert out.status == "success"
         assert "before the outage" in str(out.content)
