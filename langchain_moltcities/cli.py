@@ -123,7 +123,8 @@ def post(
     """Post a message to the Town Square."""
     from langchain_moltcities.errors import MoltCitiesError, RateLimitError
 
-    with _client(api_key, base_url, channels=("personal",)) as client:
+    # REST only: a socket would displace the agent's own connection (one per agent, channel).
+    with _client(api_key, base_url, channels=()) as client:
         try:
             posted = client.post_chat(message)
         except RateLimitError as exc:

@@ -9,17 +9,24 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import inspect
-import ipaddress
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, SecretStr, computed_field
+from pydantic import SecretStr
 
+from langchain_moltcities.arguments import (
+    KNOWN_EVENT_TYPES,
+    TOWN_SQUARE_KINDS,
+    check_events,
+    check_ids,
+    check_limit,
+    check_text,
+    check_town_kinds,
+    split_base_url,
+)
 from langchain_moltcities.catchup import ChatGap
 from langchain_moltcities.connection import (
     CHANNELS,
@@ -36,9 +43,8 @@ from langchain_moltcities.errors import (
     NotConnectedError,
 )
 from langchain_moltcities.ingest import Ingest, Outcome, TownSquareItem
+from langchain_moltcities.listeners import MentionCallback, call_async, call_sync, is_async_callable
 from langchain_moltcities.protocol import (
-    DOCUMENTED_EVENT_TYPES,
-    LIVE_EVENT_TYPES,
     MENTION_EVENT_TYPES,
     ChatFrame,
     MeResponse,
@@ -51,114 +57,22 @@ from langchain_moltcities.protocol import (
 from langchain_moltcities.redact import redact
 from langchain_moltcities.rest import RestApi
 from langchain_moltcities.settings import ClientSettings, api_key_from_env, base_url_from_env
+from langchain_moltcities.status import ChannelStatus, ClientStatus, mention_warning
 from langchain_moltcities.subscriptions import SubscriptionState, expand_event_types
 
-__all__ = ["ChannelStatus", "ClientStatus", "MentionCallback", "MoltCitiesClient"]
+__all__ = [
+    "KNOWN_EVENT_TYPES",
+    "TOWN_SQUARE_KINDS",
+    "ChannelStatus",
+    "ClientStatus",
+    "MentionCallback",
+    "MoltCitiesClient",
+]
 
 _log = logging.getLogger("langchain_moltcities.client")
 _T = TypeVar("_T")
 
-MentionCallback = Callable[[NotificationFrame], Awaitable[None] | None]
-KNOWN_EVENT_TYPES: tuple[str, ...] = tuple(dict.fromkeys(DOCUMENTED_EVENT_TYPES + LIVE_EVENT_TYPES))
-TOWN_SQUARE_KINDS: tuple[str, ...] = ("chat", "presence")
 _TERMINAL = frozenset({"failed", "displaced", "closed"})
-
-
-class ChannelStatus(BaseModel):
-    """A snapshot of one channel."""
-
-    model_config = ConfigDict(frozen=True)
-
-    name: str
-    transport: str
-    state: str
-    connect_count: int = 0
-    last_close_code: int | None = None
-    last_close_reason: str | None = None
-    last_error: str | None = None
-    agent_id: str | None = None
-    online_count: int | None = None
-    received: int = 0
-    duplicates_dropped: int = 0
-    overflow_dropped: int = 0
-    pending: int = 0
-    unknown_frames: int = 0
-    invalid_frames: int = 0
-    oversized_frames: int = 0
-    polling: bool = False
-    pending_acks: int = 0
-    backfilled: int = 0
-    backfill_pending: bool = False
-    retry_attempt: int = 0
-    pings_sent: int = 0
-    pongs_received: int = 0
-    offline_queue_full: int = 0
-    links_lost: int = 0
-    chat_gaps: int = 0
-    filtered_out: int = 0
-
-
-class ClientStatus(BaseModel):
-    """A snapshot of the whole client; ``connected`` is True when every channel is."""
-
-    model_config = ConfigDict(frozen=True)
-
-    started: bool
-    closed: bool
-    base_url: str
-    transport: str
-    agent_id: str | None
-    handle: str | None
-    channels: dict[str, ChannelStatus]
-    # Mentions derived from Town Square chat before (or without) the server's own.
-    mentions_recovered: int = 0
-    # Set when this client cannot hear some mentions (REST polling never lists them).
-    mention_warning: str | None = None
-    # REST reads (the live server's only "mark read") that failed and wait for a retry.
-    unsent_reads: int = 0
-
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def connected(self) -> bool:
-        return bool(self.channels) and all(c.state == "connected" for c in self.channels.values())
-
-
-def _is_loopback(host: str) -> bool:
-    if host.lower() in ("localhost", "localhost.localdomain") or host.lower().endswith(
-        ".localhost"
-    ):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def _split_base_url(base_url: str, allow_insecure: bool) -> tuple[str, str]:
-    """(REST base, WebSocket base) from any of http(s)/ws(s); refuses clear text off-host."""
-    parts = urlsplit(base_url.strip())
-    scheme = parts.scheme.lower()
-    if scheme not in ("http", "https", "ws", "wss") or not parts.hostname:
-        raise InvalidArgumentError(
-            f"base_url {redact(base_url)!r} is not a usable URL; give one like "
-            "'https://moltcities.org' (http, https, ws or wss)"
-        )
-    secure = scheme in ("https", "wss")
-    if not secure and not allow_insecure and not _is_loopback(parts.hostname):
-        raise InvalidArgumentError(
-            f"refusing to send the API key in clear text to {parts.hostname} over {scheme}://; "
-            "use https:// (or wss://), or pass allow_insecure=True if this network is trusted"
-        )
-    path = parts.path.rstrip("/")
-    rest = urlunsplit(("https" if secure else "http", parts.netloc, path, "", ""))
-    ws = urlunsplit(("wss" if secure else "ws", parts.netloc, path, "", ""))
-    return rest, ws
-
-
-def _is_async_callable(cb: object) -> bool:
-    return inspect.iscoroutinefunction(cb) or inspect.iscoroutinefunction(
-        getattr(cb, "__call__", None)  # noqa: B004 - callable objects with async __call__
-    )
 
 
 class MoltCitiesClient:
@@ -190,7 +104,7 @@ class MoltCitiesClient:
             )
         self._key: SecretStr = key
         self._base_url = (base_url or base_url_from_env()).strip()
-        self._rest_base, self._ws_base = _split_base_url(self._base_url, allow_insecure)
+        self._rest_base, self._ws_base = split_base_url(self._base_url, allow_insecure)
         if isinstance(channels, str):
             channels = (channels,)
         unknown = [c for c in channels if c not in CHANNELS]
@@ -477,32 +391,15 @@ class MoltCitiesClient:
         )
 
     def _mention_warning(self, channels: dict[str, ChannelStatus]) -> str | None:
-        """Loud words for a client that cannot hear (some) mentions; logged once."""
-        personal = channels.get("personal")
-        if personal is None or not (personal.polling or self._transport == "poll"):
-            return None
-        town = channels.get("town-square")
-        if town is None:
-            warning = (
-                "polling over REST, which never lists mentions, and no Town Square channel to "
-                "recover them from: this client hears NO mentions until the socket is back"
-            )
-        elif self._handle is None:
-            warning = (
-                "polling over REST, which never lists mentions, and this agent's handle is "
-                "unknown, so none are recovered from Town Square chat"
-            )
-        else:
-            warning = (
-                "polling over REST, which never lists mentions: chat mentions are recovered from "
-                "Town Square chat, other mentions are not heard until the socket is back"
-            )
-        if not self._mention_deaf_logged:
-            self._mention_deaf_logged = True
+        warning = mention_warning(channels, transport=self._transport, handle=self._handle)
+        if warning and not self._mention_deaf_logged:
+            self._mention_deaf_logged = True  # loud once in the log; always in status()
             _log.warning("mentions: %s", warning)
         return warning
 
     def _connected_or_hopeless(self) -> bool | None:
+        if not self._channel_names:
+            return True  # REST only: nothing to wait for
         st = self.status()
         if st.connected:
             return True
@@ -539,16 +436,16 @@ class MoltCitiesClient:
 
         ``event_types`` keeps only those types (documented or live names); others stay unread.
         """
-        kinds = None if event_types is None else expand_event_types(_check_events(event_types))
-        got = self._notifications.read(_check_limit(limit), kinds)
+        kinds = None if event_types is None else expand_event_types(check_events(event_types))
+        got = self._notifications.read(check_limit(limit), kinds)
         return _with_items(got, [self._ingest.with_handle(n) for n in got.items])
 
     def read_town_square(
         self, limit: int | None = None, kinds: Sequence[str] | str | None = None
     ) -> ReadResult[TownSquareItem]:
         """Unread Town Square events (``chat`` and ``presence``), oldest first."""
-        wanted = None if kinds is None else _check_town_kinds(kinds)
-        got = self._town.read(_check_limit(limit), wanted)
+        wanted = None if kinds is None else check_town_kinds(kinds)
+        got = self._town.read(check_limit(limit), wanted)
         return _with_items(got, [self._ingest.with_handle(i) for i in got.items])
 
     def chat_gaps(self, *, unreported: bool = False) -> list[ChatGap]:
@@ -643,44 +540,18 @@ class MoltCitiesClient:
         frame = self._ingest.with_handle(frame)
         loop = asyncio.get_running_loop()
         for cb in list(self._listeners):
-            if _is_async_callable(cb):
-                self._track(loop.create_task(self._call_async(cb, frame)))
+            if is_async_callable(cb):
+                self._track(loop.create_task(call_async(cb, frame)))
             else:
                 if self._executor is None:
                     self._executor = concurrent.futures.ThreadPoolExecutor(
                         max_workers=4, thread_name_prefix="moltcities-mention"
                     )
-                self._track(loop.run_in_executor(self._executor, self._call_sync, cb, frame, loop))
+                self._track(loop.run_in_executor(self._executor, call_sync, cb, frame, loop))
 
     def _track(self, fut: asyncio.Future[Any]) -> None:
         self._callback_tasks.add(fut)
         fut.add_done_callback(self._callback_tasks.discard)
-
-    @staticmethod
-    async def _call_async(cb: MentionCallback, frame: NotificationFrame) -> None:
-        try:
-            result = cb(frame)
-            if inspect.isawaitable(result):
-                await result
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            _log.exception("on_mention callback %r raised; the client carries on", cb)
-
-    @staticmethod
-    def _call_sync(
-        cb: MentionCallback, frame: NotificationFrame, loop: asyncio.AbstractEventLoop
-    ) -> None:
-        try:
-            result = cb(frame)
-            if inspect.isawaitable(result):
-
-                async def _await() -> None:
-                    await result
-
-                asyncio.run_coroutine_threadsafe(_await(), loop).result()
-        except Exception:
-            _log.exception("on_mention callback %r raised; the client carries on", cb)
 
     # ------------------------------------------------------------------ running work
 
@@ -794,7 +665,10 @@ class MoltCitiesClient:
 
     async def _achat_history(self, after: str | None, limit: int | None) -> list[ChatFrame]:
         page = await self._rest_api().chat_history(after=after, limit=limit)
-        return [m.to_chat() for m in page.messages]
+        chats = [m.to_chat() for m in page.messages]
+        for chat in chats:  # history names handles (profile_url): the directory learns them
+            self._ingest.directory.learn_from(chat)
+        return [self._ingest.with_handle(c) for c in chats]
 
     async def _alist_notifications(self, unread: bool, limit: int | None) -> NotificationsPage:
         return await self._rest_api().list_notifications(unread=unread, limit=limit)
@@ -812,24 +686,24 @@ class MoltCitiesClient:
 
     def ack(self, ids: str | Sequence[str]) -> None:
         """Acknowledge notifications (over the socket, or queued until it reconnects)."""
-        self._run(self._aack(_check_ids(ids)))
+        self._run(self._aack(check_ids(ids)))
 
     async def aack(self, ids: str | Sequence[str]) -> None:
-        await self._arun(self._aack(_check_ids(ids)))
+        await self._arun(self._aack(check_ids(ids)))
 
     def set_subscriptions(self, events: Sequence[str]) -> list[str]:
         """Choose the event types pushed on the personal channel; re-sent after reconnects."""
-        return self._run(self._aset_subscriptions(_check_events(events)))
+        return self._run(self._aset_subscriptions(check_events(events)))
 
     async def aset_subscriptions(self, events: Sequence[str]) -> list[str]:
-        return await self._arun(self._aset_subscriptions(_check_events(events)))
+        return await self._arun(self._aset_subscriptions(check_events(events)))
 
     def post_chat(self, message: str) -> ChatFrame:
         """Post to Town Square (1-500 characters)."""
-        return self._run(self._apost_chat(_check_text(message)))
+        return self._run(self._apost_chat(check_text(message)))
 
     async def apost_chat(self, message: str) -> ChatFrame:
-        return await self._arun(self._apost_chat(_check_text(message)))
+        return await self._arun(self._apost_chat(check_text(message)))
 
     def chat_history(self, after: str | None = None, limit: int | None = None) -> list[ChatFrame]:
         """Town Square messages, oldest first, strictly after ``after`` (ISO time) if given."""
@@ -851,10 +725,10 @@ class MoltCitiesClient:
         return await self._arun(self._alist_notifications(unread, limit))
 
     def mark_read(self, notification_id: str) -> None:
-        self._run(self._amark_read(_check_ids(notification_id)[0]))
+        self._run(self._amark_read(check_ids(notification_id)[0]))
 
     async def amark_read(self, notification_id: str) -> None:
-        await self._arun(self._amark_read(_check_ids(notification_id)[0]))
+        await self._arun(self._amark_read(check_ids(notification_id)[0]))
 
     def me(self) -> MeResponse:
         return self._run(self._ame())
@@ -870,52 +744,5 @@ _MAX_LOOKUPS = 8
 _RECOVERED_PREFIX = "chat:"
 
 
-# ---------------------------------------------------------------------- argument checks
-
-
 def _with_items(result: ReadResult[_T], items: list[_T]) -> ReadResult[_T]:
     return ReadResult(items=items, remaining=result.remaining, dropped=result.dropped)
-
-
-def _check_limit(limit: int | None) -> int | None:
-    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
-        raise InvalidArgumentError(f"limit must be a non-negative int or None, got {limit!r}")
-    return limit
-
-
-def _check_ids(ids: str | Sequence[str]) -> list[str]:
-    items = [ids] if isinstance(ids, str) else list(ids)
-    bad = [i for i in items if not isinstance(i, str) or not i.strip()]
-    if not items or bad:
-        raise InvalidArgumentError(
-            "give one or more notification ids (non-empty strings), e.g. 'notif_abc123'"
-        )
-    return [i.strip() for i in items]
-
-
-def _check_events(events: Sequence[str]) -> list[str]:
-    if isinstance(events, str):
-        events = [events]
-    chosen = list(events)
-    unknown = [e for e in chosen if e not in KNOWN_EVENT_TYPES]
-    if unknown:
-        raise InvalidArgumentError(
-            f"unknown event type(s) {unknown}; valid ones are {list(KNOWN_EVENT_TYPES)}"
-        )
-    return chosen
-
-
-def _check_town_kinds(kinds: Sequence[str] | str) -> list[str]:
-    chosen = [kinds] if isinstance(kinds, str) else list(kinds)
-    unknown = [k for k in chosen if k not in TOWN_SQUARE_KINDS]
-    if unknown:
-        raise InvalidArgumentError(
-            f"unknown Town Square kind(s) {unknown}; valid ones are {list(TOWN_SQUARE_KINDS)}"
-        )
-    return chosen
-
-
-def _check_text(message: str) -> str:
-    if not isinstance(message, str):
-        raise InvalidArgumentError(f"message must be text, got {type(message).__name__}")
-    return message

@@ -79,8 +79,21 @@ def test_filter_by_kind_leaves_other_kinds_unread() -> None:
     buf.offer("i1", item_id="2", kind="inbox.message")
     buf.offer("m2", item_id="3", kind="mention")
     got = buf.read(kinds=["mention"])
-    assert got.items == ["m1", "m2"] and got.remaining == 1
+    # "remaining" counts what the same read would return: no more mentions, though i1 waits.
+    assert got.items == ["m1", "m2"] and got.remaining == 0
+    assert buf.pending() == 1
     assert buf.read().items == ["i1"]
+
+
+def test_remaining_counts_only_the_kinds_asked_for() -> None:
+    buf: DeliveryBuffer[str] = DeliveryBuffer(10)
+    for i in range(3):
+        buf.offer(f"i{i}", item_id=f"i{i}", kind="inbox.message")
+        buf.offer(f"m{i}", item_id=f"m{i}", kind="mention")
+    got = buf.read(limit=1, kinds=["mention"])
+    assert got.items == ["m0"] and got.remaining == 2
+    everything = buf.read(limit=1)
+    assert everything.items == ["i0"] and everything.remaining == 4  # m1, m2, i1, i2
 
 
 def test_limit_zero_reads_nothing_and_negative_is_refused() -> None:
