@@ -37,7 +37,9 @@ def rest_aliases(frame: NotificationFrame) -> list[str]:
     key, prefix = alias
     own = frame.data.get(key)
     if isinstance(own, str) and own and len(own) <= 200:
-        rest_id = own if own.startswith(prefix) else prefix + own
+        # Always prefixed, even an id that has the prefix already: the live server's message
+        # ids are "msg_..." and their REST ids "msg_msg_...".
+        rest_id = prefix + own
         return [] if rest_id == frame.id else [rest_id]
     return []
 

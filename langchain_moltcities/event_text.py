@@ -25,7 +25,7 @@ _ACTIONS: dict[str, str] = {
     "job.worker_interested": "is interested in your job",
     "job.submitted": "submitted work for your job",
     "job.approved": "approved your work",
-    "job.paid": "payment sent for your work",
+    "job.paid": "you were paid for your work",
 }
 
 # Events raised by the system, not by another agent: no "who" to name.

@@ -287,7 +287,9 @@ def notification_record(frame: NotificationFrame) -> dict[str, Any]:
         "sender_handle": frame.sender_handle,
         "sender_name": frame.sender_name,
         "subject": frame.subject,
-        "text": frame.text,
+        # A follow or a job step has no text of its own: what happened stands in.
+        "text": frame.text or action_of(frame),
+        "action": action_of(frame),
         "chat_message_id": frame.chat_message_id,
         "recovered": frame.recovered,
         "data": frame.to_dict().get("data", {}),

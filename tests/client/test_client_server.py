@@ -70,18 +70,9 @@ def collect(client: MoltCitiesClient, want: int, **kw: Any) -> list[Notification
 # ---------------------------------------------------------------- connecting & identity
 
 
-def test_connects_both_channels_and_learns_who_it_is(
-    any_moltcities_server: LocalServer, request: pytest.FixtureRequest
-) -> None:
+def test_connects_both_channels_and_learns_who_it_is(any_moltcities_server: LocalServer) -> None:
+    # Live: /api/me names no handle; the client learns it from GET /api/my/sites.
     srv = any_moltcities_server
-    if srv.mode == "live":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="issue 10 item 3: the live /api/me names no handle; learn it from "
-                "GET /api/my/sites; client fix on branch i10b",
-            )
-        )
     with client_for(srv) as client:
         assert client.wait_connected(timeout=15)
         st = client.status()
