@@ -263,7 +263,7 @@ class MoltCitiesClient:
                 self._set_identity(handle_from_sites_body(await self._rest_api().my_sites()))
             except MoltCitiesError as exc:
                 _log.info("could not learn our own handle from GET /api/my/sites: %s", exc)
-        if self._handle is None:
+        if self._handle is None and not self._closed:
             _log.warning(
                 "this agent's handle is unknown (no site?): mentions are heard only when the "
                 "server pushes them, none are recovered from Town Square chat"
