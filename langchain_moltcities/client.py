@@ -629,7 +629,23 @@ class MoltCitiesClient:
     async def _send_reads(self, rest_ids: list[str]) -> None:
         """Mark read over REST; a failure keeps the id for the next ack."""
         book = self._ingest.acks
-        for rid in dict.fromkeys(rest_ids):
+        todo = list(dict.fromkeys(rest_ids))
+        if len(todo) > 1:
+            # One request per hundred (a busy agent acks many at once); item by item if the
+            # server refuses the batch, so one bad id can't hold back the rest.
+            done: list[str] = []
+            for i in range(0, len(todo), 100):
+                chunk = todo[i : i + 100]
+                try:
+                    await self._rest_api().mark_read_many(chunk)
+                except MoltCitiesError:
+                    continue
+                done += chunk
+            finished = set(done)
+            for rid in done:
+                book.read_done(rid)
+            todo = [rid for rid in todo if rid not in finished]
+        for rid in todo:
             try:
                 await self._rest_api().mark_read(rid)
             except MoltCitiesError as exc:

@@ -98,6 +98,12 @@ class RestApi:
             )
         await self._request("POST", f"/api/notifications/{notification_id}/read")
 
+    async def mark_read_many(self, ids: list[str]) -> None:
+        """``POST /api/notifications/read`` with up to 100 ids (one request for a batch)."""
+        if not 1 <= len(ids) <= 100:
+            raise InvalidArgumentError(f"mark 1 to 100 notifications read at once, not {len(ids)}")
+        await self._request("POST", "/api/notifications/read", json={"ids": ids})
+
     async def me(self) -> MeResponse:
         body = await self._request("GET", "/api/me")
         return self._model(MeResponse, body, "GET /api/me")

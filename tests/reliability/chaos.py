@@ -1,7 +1,8 @@
 """Seeded chaos against the local server, with books kept on both sides.
 
-A producer raises notifications (the five documented types plus unknown ones) and another
-posts Town Square chat at a steady rate, while a schedule drops TCP connections, restarts the
+A producer raises notifications (the documented types, or in live mode the live server's event
+names and payload shapes, plus unknown ones) and another posts Town Square chat at a steady
+rate, every few lines mentioning the consumer, while a schedule drops TCP connections, restarts the
 server, freezes it (half-open), closes with 4000 and refuses handshakes with 503. A consumer
 reads and acks continuously. At the end the server's own records (what it raised, where it
 wrote each notification, how each session ended) are checked against what the consumer got.
@@ -28,7 +29,7 @@ import httpx
 import psutil
 
 from langchain_moltcities import ClientSettings, MoltCitiesClient
-from langchain_moltcities.protocol import DOCUMENTED_EVENT_TYPES, ChatFrame
+from langchain_moltcities.protocol import DOCUMENTED_EVENT_TYPES, LIVE_EVENT_TYPES, ChatFrame
 from langchain_moltcities.server import LocalServer
 from langchain_moltcities.server.state import LIVE_QUEUE_LIMIT
 
@@ -123,6 +124,15 @@ class ChaosReport:
     chat_delivered: int = 0
     chat_duplicates: int = 0
     chat_lost: list[str] = field(default_factory=list)
+    # Chat lines that mention the consumer: each must reach it as a mention, the server's
+    # push or the one the client recovers from the chat line (the live server pushes at
+    # most once, so only the recovery makes this hold there).
+    chat_mentions_posted: int = 0
+    chat_mentions_lost: list[str] = field(default_factory=list)
+    mentions_recovered: int = 0
+    # Live: inbox and guestbook items the consumer acked that the server's REST list still
+    # shows unread (the live WebSocket ack marks nothing; the client's REST read must).
+    acked_but_unread: int = 0
     handshakes: int = 0
     handshake_bound: int = 0
     connects: dict[str, int] = field(default_factory=dict)
@@ -160,6 +170,13 @@ class ChaosReport:
             out.append(f"items the server never raised: {self.foreign_items[:5]}")
         if self.chat_lost:
             out.append(f"{len(self.chat_lost)} chat messages lost, e.g. {self.chat_lost[:3]}")
+        if self.chat_mentions_lost:
+            out.append(
+                f"{len(self.chat_mentions_lost)} chat mentions never reached the consumer, "
+                f"e.g. {self.chat_mentions_lost[:3]}"
+            )
+        if self.acked_but_unread:
+            out.append(f"{self.acked_but_unread} acked items still unread on the server")
         if self.mode == "documented":
             if self.notifications_lost:
                 out.append(f"{self.notifications_lost} notifications lost (documented mode)")
@@ -214,6 +231,9 @@ class ChaosReport:
                 f"unacked at end {self.unacked_at_end}",
                 f"chat: posted {self.chat_posted}, delivered {self.chat_delivered}, "
                 f"duplicates {self.chat_duplicates}, lost {len(self.chat_lost)}",
+                f"chat mentions: posted {self.chat_mentions_posted}, lost "
+                f"{len(self.chat_mentions_lost)}, recovered from chat {self.mentions_recovered}; "
+                f"acked but still unread on the server {self.acked_but_unread}",
                 f"handshakes {self.handshakes} (bound {self.handshake_bound}); connects "
                 f"{self.connects} (bound {self.connect_bound}); max retry attempt "
                 f"{self.max_retry_attempt}",
@@ -269,7 +289,9 @@ def run_chaos(
     log(describe_schedule(seed, schedule))
     report = ChaosReport(mode=mode, seed=seed, duration=duration, schedule=schedule)
     rng = random.Random(seed + 1)
-    event_types = [*DOCUMENTED_EVENT_TYPES, *UNKNOWN_EVENT_TYPES]
+    # Live mode raises what the live server sends; its mentions come from the chat producer.
+    names = LIVE_EVENT_TYPES if mode == "live" else DOCUMENTED_EVENT_TYPES
+    event_types = [*(e for e in names if not e.startswith("mention.")), *UNKNOWN_EVENT_TYPES]
     proc = psutil.Process()
 
     with LocalServer(
@@ -289,11 +311,14 @@ def run_chaos(
 
         def notify(i: int) -> None:
             kind = event_types[rng.randrange(len(event_types))]
-            data: dict[str, Any] = {"seq": i, "preview": f"notification {i}"}
-            if kind == "inbox.message":
-                data["message_id"] = f"m{seed}x{i}"
-            elif kind == "guestbook.entry":
-                data["entry_id"] = f"e{seed}x{i}"
+            if mode == "live":
+                data = live_payload(kind, i, seed, bob.id)
+            else:
+                data = {"seq": i, "preview": f"notification {i}"}
+                if kind == "inbox.message":
+                    data["message_id"] = f"m{seed}x{i}"
+                elif kind == "guestbook.entry":
+                    data["entry_id"] = f"e{seed}x{i}"
             srv.notify("alice", kind, data)
 
         http = httpx.Client(
@@ -304,7 +329,8 @@ def run_chaos(
 
         def chat(i: int) -> None:
             try:
-                http.post("/api/chat", json={"message": f"chat {i} from bob"})
+                mention = " @alice" if i % MENTION_EVERY == 0 else ""
+                http.post("/api/chat", json={"message": f"chat {i} from bob{mention}"})
             except httpx.HTTPError:
                 pass  # server down: the server's chat log, not this loop, is the truth
 
@@ -399,6 +425,13 @@ def run_chaos(
                 if n.event.rest_id:
                     by_key[n.event.rest_id] = index
 
+            def reached(n: Any) -> bool:
+                """The consumer got it, or (a chat mention) its twin recovered from chat."""
+                if n.id in seen_notes:
+                    return True
+                twin = n.event.data.get("message_id")
+                return n.event.event_type.startswith("mention") and f"chat:{twin}" in seen_notes
+
             def caught_up() -> bool:
                 if not client.status().connected:
                     return False
@@ -409,8 +442,8 @@ def run_chaos(
                     unacked = srv._call(
                         lambda: sum(1 for n in srv.state.notifications[alice.id] if not n.acked)
                     )
-                    return unacked == 0 and all(n.id in seen_notes for n in raised)
-                return True
+                    return unacked == 0 and all(reached(n) for n in raised)
+                return _acked_but_unread(srv, alice.id, seen_notes) == 0
 
             deadline = time.monotonic() + settle_timeout
             while not (settled := caught_up()) and time.monotonic() < deadline:
@@ -430,6 +463,9 @@ def run_chaos(
 
         status = client.status()
         personal = status.channels["personal"]
+        report.mentions_recovered = status.mentions_recovered
+        if mode == "live":
+            report.acked_but_unread = _acked_but_unread(srv, alice.id, seen_notes)
         report.client_duplicates_dropped = personal.duplicates_dropped
         report.client_offline_queue_full = personal.offline_queue_full
         report.client_links_lost = personal.links_lost
@@ -456,6 +492,20 @@ def _balance(
 ) -> None:
     state = srv.state
     report.notifications_raised = len(raised)
+    # A mention recovered from chat ("chat:<message id>") stands for the server's mention of
+    # that chat message, which the client then drops as a duplicate (or never got).
+    recovered = {i.removeprefix("chat:") for i in seen_notes if i.startswith("chat:")}
+    seen_notes = Counter({i: t for i, t in seen_notes.items() if not i.startswith("chat:")})
+    # What came over a link (a recovered twin came from the chat, not the personal link).
+    seen_on_links = set(seen_notes)
+    for n in raised:
+        if n.event.data.get("message_id") in recovered and n.event.event_type.startswith("mention"):
+            seen_notes[n.id] += 1
+    mentioned = {
+        n.event.data.get("message_id")
+        for n in raised
+        if n.event.event_type.startswith("mention") and n.id in seen_notes
+    }
     report.unacked_at_end = sum(1 for n in state.notifications[agent_id] if not n.acked)
     per_notification: Counter[int] = Counter()
     for item_id, times in seen_notes.items():
@@ -472,7 +522,7 @@ def _balance(
     # is the client's fault, whatever became of the link afterwards.
     via_link: dict[str, int] = {}
     for index, n in enumerate(raised):
-        if n.id in seen_notes:  # the socket frame's id (a fallback poll yields the REST id)
+        if n.id in seen_on_links:  # the socket frame's id (a fallback poll yields the REST id)
             for conn in n.sent_to:
                 via_link[conn] = max(via_link.get(conn, -1), index)
     lossy: set[str] = set()
@@ -505,6 +555,12 @@ def _balance(
     report.chat_duplicates = sum(1 for t in seen_chat.values() if t > 1)
     report.chat_lost = [cid for cid in chat_ids if cid not in seen_chat]
     report.foreign_items += [cid for cid in seen_chat if cid not in known_chat]
+    mentioning = [m.id for m in state.chat if "@alice" in m.message]
+    report.chat_mentions_posted = len(mentioning)
+    report.chat_mentions_lost = [
+        cid for cid in mentioning if cid not in mentioned and cid not in recovered
+    ]
+    report.foreign_items += [f"chat:{cid}" for cid in recovered if cid not in known_chat]
 
     # Storm check: every handshake must fit in what the backoff policy allows around each
     # fault (a fresh backoff is the worst case: attempts only slow down as they fail).
@@ -515,6 +571,82 @@ def _balance(
     report.handshakes = state.ws_handshakes
     report.handshake_bound = per_channel * len(CHANNELS)
     report.connect_bound = 2 + 2 * len(report.faults)
+
+
+MENTION_EVERY = 3  # every third chat line mentions the consumer
+
+
+def live_payload(kind: str, i: int, seed: int, sender_id: str) -> dict[str, Any]:
+    """A payload of the shape the live server sends for ``kind`` (live-server-notes.md)."""
+    job = {"job_id": f"job{seed}x{i}", "job_title": f"job {i}"}
+    shapes: dict[str, dict[str, Any]] = {
+        "inbox.message": {
+            "message_id": f"msg_{seed}x{i}",
+            "from": {"agent_id": sender_id, "handle": "bob", "display_name": "Bob", "avatar": None},
+            "subject": f"subject {i}",
+            "preview": f"notification {i}",
+        },
+        "guestbook.entry": {
+            "entry_id": f"e{seed}x{i}",
+            "site_slug": "alice",
+            "author": "Bob",
+            "author_agent_id": sender_id,
+            "message": f"notification {i}",
+        },
+        "site.followed": {
+            "site_id": "site_alice",
+            "site_slug": "alice",
+            "follower_id": sender_id,
+            "follower_name": "Bob",
+        },
+        "job.worker_interested": {
+            **job,
+            "worker_id": sender_id,
+            "worker_name": "Bob",
+            "active_workers": 1,
+        },
+        "job.submitted": {
+            **job,
+            "worker_id": sender_id,
+            "worker_name": "Bob",
+            "review_deadline": "2026-12-01T00:00:00Z",
+            "model": "race-to-complete",
+        },
+        "job.approved": {
+            **job,
+            "poster_id": sender_id,
+            "poster_name": "Bob",
+            "reward_lamports": 1000,
+        },
+        "job.paid": {
+            **job,
+            "reward_lamports": 1000,
+            "worker_payment_lamports": 990,
+            "signature": "sig",
+        },
+    }
+    return shapes.get(kind, {"seq": i, "preview": f"notification {i}"})
+
+
+def _acked_but_unread(srv: LocalServer, agent_id: str, seen: Counter[str]) -> int:
+    """Live: inbox/guestbook items the consumer got (and so acked) that REST lists unread."""
+    if srv.mode != "live":
+        return 0
+
+    def count() -> int:
+        reads = srv.state.reads.get(agent_id, set())
+        unread = 0
+        for n in srv.state.notifications[agent_id]:
+            rest_type, rest_id = n.event.rest_type, n.event.rest_id
+            if rest_type not in ("message", "guestbook") or rest_id is None:
+                continue
+            if n.id not in seen and rest_id not in seen:
+                continue  # never reached the consumer (a loss the books explain elsewhere)
+            read = n.read if rest_type == "message" else rest_id in reads
+            unread += not read
+        return unread
+
+    return int(srv._call(count))
 
 
 def _overflows_seen(raised: list[Any], via_link: dict[str, int]) -> int:
