@@ -133,7 +133,7 @@ class MoltCitiesClient:
         # Filter, acked ids, handle directory and recovered mentions: one room (ingest.py).
         self._ingest = Ingest(self._notifications, self._town, memory=self.settings.dedupe_memory)
         self._lookups: set[str] = set()
-        self._mention_deaf_logged = False
+        self._mention_deaf_logged: str | None = None
         self._agent_id: str | None = None
         self._handle: str | None = None
         self._lock = threading.Lock()
@@ -392,8 +392,10 @@ class MoltCitiesClient:
 
     def _mention_warning(self, channels: dict[str, ChannelStatus]) -> str | None:
         warning = mention_warning(channels, transport=self._transport, handle=self._handle)
-        if warning and not self._mention_deaf_logged:
-            self._mention_deaf_logged = True  # loud once in the log; always in status()
+        if warning and warning != self._mention_deaf_logged:
+            self._mention_deaf_logged = (
+                warning  # loud once per state in the log; always in status()
+            )
             _log.warning("mentions: %s", warning)
         return warning
 
