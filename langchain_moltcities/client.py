@@ -132,7 +132,9 @@ class MoltCitiesClient:
         self._dispatched = RecentIds(self.settings.dedupe_memory)
         # Filter, acked ids, handle directory and recovered mentions: one room (ingest.py).
         self._ingest = Ingest(self._notifications, self._town, memory=self.settings.dedupe_memory)
-        self._lookups: set[str] = set()
+        self._lookups: dict[str, asyncio.Future[None]] = {}
+        # Recovered mentions waiting (mention_grace) for their author's handle, by agent id.
+        self._handle_waiters: dict[str, asyncio.Event] = {}
         self._mention_deaf_logged: str | None = None
         self._agent_id: str | None = None
         self._handle: str | None = None
@@ -489,12 +491,19 @@ class MoltCitiesClient:
             return
         if outcome.look_up or outcome.mention is not None or outcome.reack is not None:
             self._act_on(outcome)
+        if self._handle_waiters:
+            for agent_id, learned in self._handle_waiters.items():
+                if self._ingest.directory.get(agent_id) is not None:
+                    learned.set()
 
     def _act_on(self, outcome: Outcome) -> None:
         if outcome.reack is not None:
             self._track(asyncio.ensure_future(self._reack(outcome.reack)))
         mention = outcome.mention
-        if mention is not None and mention.sender_id in outcome.look_up:
+        if mention is not None and (
+            mention.sender_id in outcome.look_up
+            or (mention.recovered and mention.sender_handle is None and mention.sender_id)
+        ):
             # A reply needs the author's handle: learn it first (bounded by request_timeout).
             self._track(asyncio.ensure_future(self._look_up_then_dispatch(mention)))
         elif mention is not None:
@@ -503,29 +512,41 @@ class MoltCitiesClient:
             if mention is None or agent_id != mention.sender_id:
                 self._start_lookup(agent_id)
 
-    def _start_lookup(self, agent_id: str) -> None:
-        # Bounded: a flood of unknown ids costs at most _MAX_LOOKUPS requests at a time.
-        if agent_id in self._lookups or len(self._lookups) >= _MAX_LOOKUPS:
-            return
-        self._track(asyncio.ensure_future(self._look_up(agent_id)))
+    def _start_lookup(self, agent_id: str) -> asyncio.Future[None] | None:
+        """The look-up of ``agent_id``'s handle in flight (one per id), or None when too many
+        are: a flood of unknown ids costs at most _MAX_LOOKUPS requests at a time."""
+        fut = self._lookups.get(agent_id)
+        if fut is None and len(self._lookups) < _MAX_LOOKUPS and self._rest is not None:
+            fut = asyncio.ensure_future(self._look_up(self._rest, agent_id))
+            self._lookups[agent_id] = fut
+            fut.add_done_callback(lambda _: self._lookups.pop(agent_id, None))
+            self._track(fut)
+        return fut
 
-    async def _look_up(self, agent_id: str) -> None:
-        if agent_id in self._lookups or self._rest is None:
-            return
-        self._lookups.add(agent_id)
+    async def _look_up(self, rest: RestApi, agent_id: str) -> None:
         try:
-            handle = handle_from_agent_body(await self._rest.agent(agent_id))
+            handle = handle_from_agent_body(await rest.agent(agent_id))
         except MoltCitiesError as exc:
             _log.debug("no handle for agent %s: %s", agent_id[:40], exc)
             handle = None
-        finally:
-            self._lookups.discard(agent_id)
         if not (handle and self._ingest.directory.learn(agent_id, handle)):
             self._ingest.directory.missed(agent_id)
 
     async def _look_up_then_dispatch(self, mention: NotificationFrame) -> None:
-        if mention.sender_id:
-            await self._look_up(mention.sender_id)
+        sender, directory = mention.sender_id, self._ingest.directory
+        fut = self._start_lookup(sender) if sender and directory.should_look_up(sender) else None
+        if fut is not None:
+            await asyncio.gather(asyncio.shield(fut), return_exceptions=True)
+        if mention.recovered and sender and directory.get(sender) is None:
+            # Recovered from chat that names no handle: the server's own mention, if it comes,
+            # does (the documented server's does); give it a moment.
+            learned = self._handle_waiters.setdefault(sender, asyncio.Event())
+            try:
+                await asyncio.wait_for(learned.wait(), self.settings.mention_grace)
+            except TimeoutError:
+                pass
+            finally:
+                self._handle_waiters.pop(sender, None)
         self._dispatch_mention(mention)
 
     def _is_own(self, frame: NotificationFrame) -> bool:

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from langchain_moltcities.client import MoltCitiesClient
+from langchain_moltcities.event_text import TEXTLESS_EVENT_TYPES, action_of, has_no_sender
 from langchain_moltcities.protocol import ChatFrame, NotificationFrame, PresenceFrame
 from langchain_moltcities.render import sanitize, short_time
 
@@ -26,6 +27,9 @@ def _clean(text: str | None, n: int = 300) -> str:
 
 def _notification(n: NotificationFrame) -> str:
     who = _clean(n.sender_handle or n.sender_name or n.sender_id or "someone", 40)
+    if n.event_type in TEXTLESS_EVENT_TYPES:  # a follow or a job step: say who did what
+        what = _clean(action_of(n), 120)
+        who = what if has_no_sender(n) else f"{who} {what}"
     subject = f"[{_clean(n.subject, 80)}] " if n.subject else ""
     tag = "[magenta]mention[/]" if n.is_mention else f"[cyan]{escape(n.event_type)}[/]"
     queued = " [dim](queued)[/]" if n.queued else ""

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC
 from typing import Any, TypeVar
 
-from langchain_moltcities.event_text import action_of, has_no_sender
+from langchain_moltcities.event_text import TEXTLESS_EVENT_TYPES, action_of, has_no_sender
 from langchain_moltcities.protocol import (
     ChatFrame,
     NotificationFrame,
@@ -183,7 +183,7 @@ def notification_line(
 ) -> str:
     """``- id event_type HH:MM who: [subject] text``. Put it inside a fence."""
     who = _who(frame.sender_handle, frame.sender_name, frame.sender_id)
-    if frame.event_type in _SAY_WHAT_HAPPENED:
+    if frame.event_type in TEXTLESS_EVENT_TYPES:
         # A follow or a job step carries no text of its own: say who did what.
         what = sanitize(action_of(frame), 120)
         who = what if has_no_sender(frame) else f"{who} {what}"
@@ -196,20 +196,6 @@ def notification_line(
     if frame.recovered:
         tail += " (recovered from Town Square chat)"
     return f"- {frame.id} {frame.event_type} {hhmm} {tail}"
-
-
-# Event types whose name alone doesn't say what happened (the rest carry a text).
-_SAY_WHAT_HAPPENED = frozenset(
-    {
-        "site.followed",
-        "job.application",
-        "job.status",
-        "job.worker_interested",
-        "job.submitted",
-        "job.approved",
-        "job.paid",
-    }
-)
 
 
 def notification_lines(

@@ -66,6 +66,12 @@ class ClientSettings(BaseModel):
         200, gt=0, le=200, description="Page size of the Town Square back-fill after a reconnect."
     )
     ws_path: str = Field("/api/notifications/connect", description="WebSocket endpoint path.")
+    mention_grace: float = Field(
+        1.0,
+        ge=0,
+        description="Seconds a mention recovered from chat, whose author's handle is unknown, "
+        "waits for the server's own mention (which may name it) before listeners get it.",
+    )
 
     @field_validator("ping_interval")
     @classmethod
