@@ -28,7 +28,7 @@ from langchain_moltcities.arguments import (
     check_town_kinds,
     split_base_url,
 )
-from langchain_moltcities.catchup import ChatGap
+from langchain_moltcities.catchup import ChatGap, look_up_handle, send_reads
 from langchain_moltcities.connection import (
     CHANNELS,
     Channel,
@@ -36,9 +36,8 @@ from langchain_moltcities.connection import (
     Transport,
 )
 from langchain_moltcities.delivery import DeliveryBuffer, ReadResult, RecentIds
-from langchain_moltcities.directory import handle_from_agent_body, handle_from_sites_body
+from langchain_moltcities.directory import handle_from_sites_body
 from langchain_moltcities.errors import (
-    ApiError,
     InvalidArgumentError,
     MoltCitiesError,
     NotConnectedError,
@@ -560,20 +559,13 @@ class MoltCitiesClient:
         are: a flood of unknown ids costs at most _MAX_LOOKUPS requests at a time."""
         fut = self._lookups.get(agent_id)
         if fut is None and len(self._lookups) < _MAX_LOOKUPS and self._rest is not None:
-            fut = asyncio.ensure_future(self._look_up(self._rest, agent_id))
+            fut = asyncio.ensure_future(
+                look_up_handle(self._rest, self._ingest.directory, agent_id)
+            )
             self._lookups[agent_id] = fut
             fut.add_done_callback(lambda _: self._lookups.pop(agent_id, None))
             self._track(fut)
         return fut
-
-    async def _look_up(self, rest: RestApi, agent_id: str) -> None:
-        try:
-            handle = handle_from_agent_body(await rest.agent(agent_id))
-        except MoltCitiesError as exc:
-            _log.debug("no handle for agent %s: %s", agent_id[:40], exc)
-            handle = None
-        if not (handle and self._ingest.directory.learn(agent_id, handle)):
-            self._ingest.directory.missed(agent_id)
 
     async def _look_up_then_dispatch(self, mention: NotificationFrame) -> None:
         sender, directory = mention.sender_id, self._ingest.directory
@@ -716,38 +708,7 @@ class MoltCitiesClient:
         over_rest = await personal.ack(ids, rest_id_of=book.rest_id_of) if ids else False
         # The live server's socket ack marks nothing read: its REST ids do (msg_, gb_).
         reads = [] if over_rest else book.rest_ids_for(ids)
-        await self._send_reads([*book.unsent_reads, *reads])
-
-    async def _send_reads(self, rest_ids: list[str]) -> None:
-        """Mark read over REST; a failure keeps the id for the next ack."""
-        book = self._ingest.acks
-        todo = list(dict.fromkeys(rest_ids))
-        if len(todo) > 1:
-            # One request per hundred (a busy agent acks many at once); item by item if the
-            # server refuses the batch, so one bad id can't hold back the rest.
-            done: list[str] = []
-            for i in range(0, len(todo), 100):
-                chunk = todo[i : i + 100]
-                try:
-                    await self._rest_api().mark_read_many(chunk)
-                except MoltCitiesError:
-                    continue
-                done += chunk
-            finished = set(done)
-            for rid in done:
-                book.read_done(rid)
-            todo = [rid for rid in todo if rid not in finished]
-        for rid in todo:
-            try:
-                await self._rest_api().mark_read(rid)
-            except MoltCitiesError as exc:
-                if isinstance(exc, ApiError) and exc.status in (400, 404):
-                    book.read_done(rid)  # the server will never take it: don't retry forever
-                    continue
-                book.read_pending([rid])
-                _log.info("marking %s read failed (retried with the next ack): %s", rid, exc)
-            else:
-                book.read_done(rid)
+        await send_reads(self._rest_api(), book, [*book.unsent_reads, *reads])
 
     async def _aset_subscriptions(self, events: list[str]) -> list[str]:
         personal = self._channels.get("personal")
