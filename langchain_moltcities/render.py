@@ -27,7 +27,6 @@ from langchain_moltcities.protocol import (
 
 __all__ = [
     "DEFAULT_TEXT_CHARS",
-    "fenced_inline",
     "UNTRUSTED_CLOSE",
     "UNTRUSTED_NOTE",
     "UNTRUSTED_OPEN",
@@ -36,6 +35,7 @@ __all__ = [
     "chat_lines",
     "chat_record",
     "connection_line",
+    "fenced_inline",
     "new_fence",
     "notification_line",
     "notification_lines",
