@@ -28,7 +28,7 @@ from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_moltcities.client import MoltCitiesClient
 from langchain_moltcities.errors import MoltCitiesError
 from langchain_moltcities.protocol import ChatFrame, NotificationFrame
-from langchain_moltcities.render import chat_lines, new_fence, notification_lines
+from langchain_moltcities.render import chat_lines, new_fence, notification_lines, who
 
 __all__ = [
     "GuardVerdict",
@@ -57,9 +57,12 @@ class Mention:
 
     @property
     def author(self) -> str:
-        """Who, for people: the handle, else the display name, else the id."""
+        """Who, for people: the handle, else the display name marked as a name (it must not
+        pass for a handle), else the id."""
+        if self.author_handle:
+            return self.author_handle
         name = self.frame.sender_name if self.frame is not None else None
-        return self.author_handle or name or self.author_id or "?"
+        return who(None, name, self.author_id) if name or self.author_id else "?"
 
     @classmethod
     def from_frame(cls, frame: NotificationFrame, received_at: float) -> Mention:

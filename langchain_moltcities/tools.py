@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import re
-import unicodedata
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
@@ -28,6 +26,7 @@ from langchain_moltcities.errors import (
     NotConnectedError,
     RateLimitError,
 )
+from langchain_moltcities.keyguard import carries_key
 from langchain_moltcities.protocol import ChatFrame, NotificationFrame, PresenceFrame
 from langchain_moltcities.render import (
     chat_lines,
@@ -51,26 +50,6 @@ __all__ = [
 ]
 
 MAX_CHAT_CHARS = 500
-# Anything shaped like a MoltCities key: posting one would hand an account to every reader.
-_KEY_SHAPE = re.compile(r"mc_[0-9a-f]{16,}", re.IGNORECASE)
-
-
-def _carries_a_key(message: str, key: str) -> bool:
-    """Whether ``message`` shows ``key`` or any MoltCities-shaped key to a reader.
-
-    Checked on what a reader sees: invisible characters dropped and look-alike forms
-    (full-width letters) folded, so ``mc_<zero-width>ab12...`` is caught too.
-    """
-    seen = unicodedata.normalize(
-        "NFKC", "".join(ch for ch in message if unicodedata.category(ch) not in _INVISIBLE)
-    )
-    for text in (message, seen):
-        if (key and key in text) or _KEY_SHAPE.search(text):
-            return True
-    return False
-
-
-_INVISIBLE = frozenset({"Cc", "Cf", "Cs"})
 
 
 def explain_validation_error(error: ValidationError | ValidationErrorV1) -> str:
@@ -309,11 +288,11 @@ class PostChatTool(_MoltCitiesTool):
                 f"The message is {len(text)} characters; the Town Square takes at most "
                 f"{MAX_CHAT_CHARS}. Shorten it and try again."
             )
-        if _carries_a_key(message, self.client._key.get_secret_value()):
+        if carries_key(message, self.client._key.get_secret_value()):
             raise ToolException(
-                "Refused: the message contains an API key (or something shaped like a "
-                "MoltCities key, 'mc_' followed by hex). Keys must never be posted. Remove it "
-                "and try again."
+                "Refused: the message contains an API key, a piece of it, or something shaped "
+                "like a MoltCities key ('mc_' followed by hex), possibly encoded, reversed or "
+                "split. Keys must never be posted. Remove it and try again."
             )
         return text
 
