@@ -12,6 +12,7 @@ import concurrent.futures
 import inspect
 import ipaddress
 import logging
+import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -20,6 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, SecretStr, computed_field
 
+from langchain_moltcities.callbacks import CallbackBound
 from langchain_moltcities.connection import (
     CHANNELS,
     Channel,
@@ -103,6 +105,8 @@ class ClientStatus(BaseModel):
     agent_id: str | None
     handle: str | None
     channels: dict[str, ChannelStatus]
+    callbacks_dropped: int = 0
+    """Sync ``on_mention`` calls dropped because ``max_pending_callbacks`` were waiting."""
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -111,14 +115,23 @@ class ClientStatus(BaseModel):
 
 
 def _is_loopback(host: str) -> bool:
-    if host.lower() in ("localhost", "localhost.localdomain") or host.lower().endswith(
-        ".localhost"
-    ):
-        return True
+    """A loopback address, or a name that resolves to loopback addresses only.
+
+    By address, not by name: ``evil.localhost`` may resolve anywhere (the resolver decides,
+    not the name), and clear text to it would carry the key off the machine.
+    """
     try:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
         return False
+    addresses = {info[4][0] for info in infos}
+    return bool(addresses) and all(
+        ipaddress.ip_address(str(a).split("%")[0]).is_loopback for a in addresses
+    )
 
 
 def _split_base_url(base_url: str, allow_insecure: bool) -> tuple[str, str]:
@@ -217,6 +230,7 @@ class MoltCitiesClient:
         self._callback_tasks: set[asyncio.Future[Any]] = set()
         self._identity_task: asyncio.Task[None] | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._sync_calls = CallbackBound(self.settings.max_pending_callbacks)
 
     # ------------------------------------------------------------------ identity & repr
 
@@ -294,7 +308,13 @@ class MoltCitiesClient:
 
     async def _astart(self) -> None:
         s = self.settings
-        self._rest = RestApi(self._rest_base, self._key, timeout=s.request_timeout)
+        self._rest = RestApi(
+            self._rest_base,
+            self._key,
+            timeout=s.request_timeout,
+            max_response_bytes=s.max_response_bytes,
+            proxy=s.proxy,
+        )
         for name in self._channel_names:
             channel = Channel(
                 name,
@@ -423,6 +443,7 @@ class MoltCitiesClient:
             agent_id=self.agent_id,
             handle=self._handle,
             channels=channels,
+            callbacks_dropped=self._sync_calls.dropped,
         )
 
     def _connected_or_hopeless(self) -> bool | None:
@@ -516,11 +537,15 @@ class MoltCitiesClient:
             if _is_async_callable(cb):
                 self._track(loop.create_task(self._call_async(cb, frame)))
             else:
+                if not self._sync_calls.admit():
+                    continue
                 if self._executor is None:
                     self._executor = concurrent.futures.ThreadPoolExecutor(
                         max_workers=4, thread_name_prefix="moltcities-mention"
                     )
-                self._track(loop.run_in_executor(self._executor, self._call_sync, cb, frame, loop))
+                fut = loop.run_in_executor(self._executor, self._call_sync, cb, frame, loop)
+                fut.add_done_callback(self._sync_calls.done)
+                self._track(fut)
 
     def _track(self, fut: asyncio.Future[Any]) -> None:
         self._callback_tasks.add(fut)

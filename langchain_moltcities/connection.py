@@ -341,7 +341,8 @@ class Channel:
                 close_timeout=s.close_timeout,
                 max_size=s.max_frame_size,
                 user_agent_header="langchain-moltcities",
-                proxy=None,
+                # Only the proxy asked for (the same rule as REST), never one from the environment.
+                proxy=s.proxy,
             )
         except InvalidStatus as exc:
             self._failures += 1
