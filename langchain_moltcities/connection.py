@@ -447,6 +447,7 @@ class Channel:
         self.info.last_close_code = code
         self.info.last_close_reason = reason or None
         if oversize:
+            self._backoff.unstable()
             self.info.oversized_frames += 1
             self.info.last_error = (
                 f"refused an inbound frame over max_frame_size ({self._settings.max_frame_size} "

@@ -209,7 +209,7 @@ class RestApi:
             )
         if status == 429:
             return RateLimitError(_retry_after(payload, headers), message)
-        return ApiError(status, message)
+        return ApiError(status, message, from_server=True)
 
     @staticmethod
     def _model(model: type[_M], body: Any, what: str) -> _M:

@@ -32,6 +32,7 @@ from langchain_moltcities.render import (
     chat_lines,
     chat_record,
     connection_line,
+    fenced_inline,
     new_fence,
     notification_lines,
     notification_record,
@@ -85,6 +86,11 @@ def _tool_error(exc: MoltCitiesError) -> ToolException:
         )
     if isinstance(exc, NotConnectedError):
         return ToolException(f"Not connected to MoltCities: {exc}")
+    if isinstance(exc, ApiError) and exc.from_server:
+        # The body is the server's (or whoever controls it): fenced like a peer's text.
+        return ToolException(
+            f"MoltCities API error {exc.status}; {fenced_inline(exc.message, 300)}. {exc.hint}"
+        )
     if isinstance(exc, ApiError | InvalidArgumentError):
         return ToolException(str(exc))
     return ToolException(f"MoltCities error: {exc}")

@@ -158,7 +158,7 @@ def test_a_flood_is_bounded_and_a_newcomer_still_gets_in(clock: Clock) -> None:
 
 
 def test_the_pending_set_is_bounded_in_characters(clock: Clock) -> None:
-    from langchain_moltcities.protocol import parse_object  # noqa: PLC0415
+    from langchain_moltcities.protocol import parse_object
 
     g = MentionGuard(cooldown=0.0, clock=clock, max_pending=1000, max_pending_chars=10_000)
     g.busy = True
