@@ -76,7 +76,7 @@ def drop_invisible(text: str) -> str:
 
 # Letters that look like those of "untrusted" (any case), from Unicode's confusables.
 _LOOKALIKES = {
-    "u": "υսᴜʋᑌ∪⋃ꞟ",
+    "u": "υսᴜʋᑌ∪⋃ꞟуУц",
     "n": "ոɴпηռᑎΝⲛИ",
     "t": "тᴛτТΤҭ†ᎢꓔⲦ",
     "r": "гʀᴦꭇⲅᏒꓣ",

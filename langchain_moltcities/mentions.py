@@ -270,7 +270,8 @@ def default_prompt(
     fence = new_fence()
     frames = with_known_handles([m.frame for m in mentions if m.frame is not None], context)
     who_am_i = f"@{own_handle}" if own_handle else "you"
-    mention_lines, left_out = _fit(notification_lines(frames), max_chars * 2 // 3)
+    # The summary line of what was left out has room kept for it (about 300 characters).
+    mention_lines, left_out = _fit(notification_lines(frames), max_chars * 2 // 3 - 300)
     if left_out:
         authors = [who(f.sender_handle, f.sender_name, f.sender_id) for f in frames]
         mention_lines.append(summarise_left_out(left_out, authors[len(frames) - left_out :]))
