@@ -10,15 +10,20 @@ control sequence, and an artifact stays JSON.
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import re
 import unicodedata
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from langchain_core.messages import ToolMessage
 from rich.console import Console
 
+from langchain_moltcities import MoltCitiesClient
 from langchain_moltcities.defuse import defuse_markers, is_default_ignorable
 from langchain_moltcities.listen import _notification, _town
 from langchain_moltcities.mentions import Mention, default_prompt
@@ -31,6 +36,10 @@ from langchain_moltcities.render import (
     notification_record,
 )
 from langchain_moltcities.terminal import plain
+from langchain_moltcities.testing import wait_until
+from langchain_moltcities.tools import CheckNotificationsTool
+
+from .peer import PEER_KEY, HostilePeer
 
 PIECES = [
     "<untrusted-abc123>",
@@ -159,3 +168,56 @@ def test_server_and_peer_strings_into_every_output(f: dict[str, Any], error: str
         console.print(text)
     _clean_terminal(re.sub(r"\x1b\[[0-9;]*m", "", console.file.getvalue()).replace("\n", ""))  # type: ignore[attr-defined]
     _clean_terminal(plain(error))
+
+
+# --------------------------------------------------------------------------- over a socket
+
+
+@pytest.fixture(scope="module")
+def peer_client() -> Iterator[tuple[HostilePeer, MoltCitiesClient]]:
+    with HostilePeer() as peer:
+        client = MoltCitiesClient(api_key=PEER_KEY, base_url=peer.url, channels=("personal",))
+        with client:
+            assert client.wait_connected(timeout=30)
+            yield peer, client
+
+
+_sent = itertools.count()
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(f=fields)
+def test_hostile_frames_into_the_tool_text_and_artifact(
+    peer_client: tuple[HostilePeer, MoltCitiesClient], f: dict[str, Any]
+) -> None:
+    peer, client = peer_client
+    n = next(_sent)
+    frame = {
+        "type": "notification",
+        "id": f"{f['id']}#{n}",
+        "event_type": f["event_type"],
+        "created_at": f["created_at"],
+        "data": {
+            "by_handle": f["handle"],
+            "author_name": f["name"],
+            "author_id": f["agent_id"],
+            "subject": f["subject"],
+            "snippet": f["text"],
+        },
+    }
+    peer.send(json.dumps(frame))
+    wait_until(lambda: client.status().channels["personal"].received > n, "the frame")
+    call = {"type": "tool_call", "id": f"c{n}", "name": "check_notifications", "args": {}}
+    message = CheckNotificationsTool(client=client).invoke(call)
+    assert isinstance(message, ToolMessage)
+    out = str(message.content)
+    _clean_llm_text(out)
+    body = re.search(r"<untrusted-[0-9a-f]{6}>\n(.*)\n</untrusted-", out, re.S)
+    assert body, out
+    items = [ln for ln in body.group(1).split("\n") if not ln.startswith("[")]
+    assert len(items) == 1, items  # one frame, one line, whatever it carried
+    json.dumps(message.artifact)  # the raw values, still JSON
