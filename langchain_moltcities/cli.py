@@ -17,7 +17,7 @@ def _echo_error(exc: Exception) -> None:
     from langchain_moltcities.terminal import plain
 
     # Errors can quote the server (an error body) or a file: one clean line, no escapes.
-    typer.echo(f"Error: {plain(exc, None)}", err=True)
+    typer.echo(f"Error: {plain(exc, 2000)}", err=True)
 
 
 @app.callback()
@@ -143,7 +143,7 @@ def post(
     from langchain_moltcities.terminal import plain
 
     # The id and the echoed text come from the server: no control sequence reaches the terminal.
-    typer.echo(f"posted {plain(posted.id, 80)}: {plain(posted.message, None)}")
+    typer.echo(f"posted {plain(posted.id, 80)}: {plain(posted.message, 600)}")
 
 
 @app.command()

@@ -96,7 +96,7 @@ class _Log:
         with self._lock:
             # ``text`` quotes residents, tools and the server: printed as a literal Text, never
             # parsed as markup, with every control sequence removed.
-            self.console.print(line, safe(text, None), markup=True, highlight=False, soft_wrap=True)
+            self.console.print(line, safe(text, 1000), markup=True, highlight=False, soft_wrap=True)
 
 
 def _short(text: Any, n: int = 110) -> str:

@@ -75,6 +75,12 @@ _SPACES = re.compile(r"[ \t]+")
 
 def sanitize(text: str, max_chars: int | None = DEFAULT_TEXT_CHARS) -> str:
     """One clean line of someone else's text: nothing invisible, no fence look-alikes, cut."""
+    unread = 0
+    if max_chars is not None and len(text) > 8 * max_chars + 1024:
+        # A megabyte of text shows as 280 characters: clean only a generous head (cleaning
+        # removes characters, never adds many), and count the rest as cut.
+        head = 8 * max_chars + 1024
+        unread, text = len(text) - head, text[:head]
     text = drop_invisible(_ANSI.sub("", text))
     # Compatibility forms (full-width letters, ligatures) normalised so the marker check sees
     # what a reader sees (NFKC can itself yield an ignorable character: dropped again).
@@ -82,8 +88,8 @@ def sanitize(text: str, max_chars: int | None = DEFAULT_TEXT_CHARS) -> str:
     text = defuse_markers(text)
     text = " / ".join(part.strip() for part in text.splitlines() if part.strip())
     text = _SPACES.sub(" ", text).strip()
-    if max_chars is not None and len(text) > max_chars:
-        cut = len(text) - max_chars
+    if max_chars is not None and (len(text) > max_chars or unread):
+        cut = max(len(text) - max_chars, 0) + unread
         text = f"{text[:max_chars].rstrip()}... [truncated, {cut} more chars]"
     return text
 

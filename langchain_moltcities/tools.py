@@ -39,6 +39,7 @@ from langchain_moltcities.render import (
     presence_record,
     presence_summary,
 )
+from langchain_moltcities.restcheck import check_chat_text
 
 __all__ = [
     "MAX_CHAT_CHARS",
@@ -300,6 +301,10 @@ class PostChatTool(_MoltCitiesTool):
                 "like a MoltCities key ('mc_' followed by hex), possibly encoded, reversed or "
                 "split. Keys must never be posted. Remove it and try again."
             )
+        try:
+            check_chat_text(text, "")
+        except InvalidArgumentError as exc:
+            raise ToolException(f"Refused: {exc}") from None
         return text
 
     @staticmethod
