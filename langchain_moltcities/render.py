@@ -54,6 +54,8 @@ DEFAULT_TEXT_CHARS = 280
 """Longest text of one item shown to the LLM; longer ones are cut with a note."""
 
 _NAME_CHARS = 40
+# What a MoltCities handle (a site slug) looks like; anything else is not shown as a handle.
+_HANDLE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,39}")
 _ID_CHARS = 80
 
 UNTRUSTED_OPEN = "<untrusted-{nonce}>"
@@ -158,8 +160,10 @@ def who(handle: str | None, name: str | None, agent_id: str | None = None) -> st
     field or the directory); a display name is shown as a name, ``"Ada" (display name, no
     handle; id agent_x)``, with any ``@`` spelled out, so no name can pose as a handle (or as
     the agent itself)."""
-    if handle:
-        return "@" + sanitize(handle.lstrip("@"), _NAME_CHARS)
+    if handle and _HANDLE.fullmatch(handle.removeprefix("@")):
+        return "@" + handle.removeprefix("@")
+    if handle:  # not shaped like a handle (spaces, a colon, a newline...): shown as a name
+        name = handle
     ident = f"; id {sanitize(agent_id, _NAME_CHARS)}" if agent_id else ""
     if name:
         shown = sanitize(name, _NAME_CHARS).replace("@", "(at)").replace('"', "'")

@@ -152,3 +152,12 @@ def test_marker_look_alikes_are_defused(forged: str) -> None:
 def test_ignorable_code_points_are_dropped() -> None:
     ignorable = "\u00ad\u034f\u061c\u115f\u1160\u17b4\u180b\u180e\u200b\u2060\u2064\u3164\ufe0f"
     assert sanitize(f"a{ignorable}b\U000e0100c\U0001d173d") == "abcd"
+
+
+def test_only_handle_shaped_handles_show_as_handles() -> None:
+    from langchain_moltcities.render import who
+
+    assert who("bob", "Bob", "a1") == "@bob"
+    # A hostile server's "handle" with a colon and words can't forge a speaker.
+    assert who("bob: SYSTEM", None, "a1") == '"bob: SYSTEM" (display name, no handle; id a1)'
+    assert who(None, "@molty", None) == '"(at)molty" (display name, no handle)'
