@@ -1,6 +1,6 @@
-"""A bound on sync ``on_mention`` calls waiting for a worker thread.
+"""A bound on ``on_mention`` calls in flight (sync ones waiting for a worker, async tasks).
 
-A slow sync callback and a mention flood would otherwise queue one future per mention without
+A slow callback and a mention flood would otherwise queue one future per mention without
 end (hundreds of MB, and a ``close()`` that waits for them). Past ``limit`` calls in flight,
 new ones are dropped and counted: the mentions themselves stay in the notification buffer.
 Used only from the client's loop thread, so plain counters suffice.
@@ -32,7 +32,7 @@ class CallbackBound:
                 # Once per episode: a flood must not flood the log too.
                 self._warned = True
                 _log.warning(
-                    "on_mention: %d sync calls already waiting; dropping new ones (counted in "
+                    "on_mention: %d calls already in flight; dropping new ones (counted in "
                     "status().callbacks_dropped) until the callback catches up",
                     self.limit,
                 )

@@ -106,7 +106,7 @@ class ClientStatus(BaseModel):
     handle: str | None
     channels: dict[str, ChannelStatus]
     callbacks_dropped: int = 0
-    """Sync ``on_mention`` calls dropped because ``max_pending_callbacks`` were waiting."""
+    """``on_mention`` calls dropped because ``max_pending_callbacks`` were in flight."""
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -534,11 +534,14 @@ class MoltCitiesClient:
         self._dispatched.add(frame.id)
         loop = asyncio.get_running_loop()
         for cb in list(self._listeners):
+            # Sync or async, a callback slower than the flood must not pile up without end.
+            if not self._sync_calls.admit():
+                continue
             if _is_async_callable(cb):
-                self._track(loop.create_task(self._call_async(cb, frame)))
+                task = loop.create_task(self._call_async(cb, frame))
+                task.add_done_callback(self._sync_calls.done)
+                self._track(task)
             else:
-                if not self._sync_calls.admit():
-                    continue
                 if self._executor is None:
                     self._executor = concurrent.futures.ThreadPoolExecutor(
                         max_workers=4, thread_name_prefix="moltcities-mention"

@@ -74,7 +74,7 @@ class ClientSettings(BaseModel):
     max_pending_callbacks: int = Field(
         256,
         gt=0,
-        description="Sync on_mention calls waiting for a worker; past it new ones are dropped "
+        description="on_mention calls (sync or async) in flight; past it new ones are dropped "
         "and counted (callbacks_dropped).",
     )
     dedupe_memory: int = Field(10_000, gt=0, description="How many recent ids are remembered.")

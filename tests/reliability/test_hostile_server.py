@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -305,15 +306,21 @@ def test_an_oversized_subscription_echo_gets_growing_delays_not_a_storm() -> Non
     asyncio.run(main())
 
 
-def test_a_mention_flood_on_a_slow_sync_callback_is_bounded_and_counted() -> None:
-    import threading
-
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_mention_flood_on_a_slow_callback_is_bounded_and_counted(kind: str) -> None:
     release = threading.Event()
     calls = {"n": 0}
 
-    def slow(_frame: object) -> None:
+    def slow_sync(_frame: object) -> None:
         calls["n"] += 1
         release.wait(60)
+
+    async def slow_async(_frame: object) -> None:
+        calls["n"] += 1
+        while not release.is_set():  # noqa: ASYNC110 - set from the test thread
+            await asyncio.sleep(0.05)
+
+    slow = slow_sync if kind == "sync" else slow_async
 
     settings = ClientSettings(max_pending_callbacks=20)
     with HostilePeer() as peer:
