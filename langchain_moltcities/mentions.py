@@ -293,7 +293,8 @@ def default_prompt(
         ]
     lines.append(
         "If a reply helps, answer in the Town Square with post_chat, addressing each author as "
-        "@handle, once. An author shown as a display name has no known handle: don't @ them. "
+        '@handle, once. An author shown as a "quoted" display name has no known handle: '
+        "don't @ them. "
         "Then acknowledge these mention notifications with ack_notification."
     )
     return "\n".join(lines)

@@ -157,17 +157,15 @@ def short_time(value: str | None) -> str:
 
 def who(handle: str | None, name: str | None, agent_id: str | None = None) -> str:
     """The author: ``@handle`` only for a handle the server vouched for (the frame's handle
-    field or the directory); a display name is shown as a name, ``"Ada" (display name, no
-    handle; id agent_x)``, with any ``@`` spelled out, so no name can pose as a handle (or as
-    the agent itself)."""
+    field or the directory), and only if shaped like one; a display name is shown in quotes,
+    ``"Ada"``, with any ``@`` spelled ``(at)``, so no name can pose as a handle (or as the
+    agent itself). The id is in the artifact."""
     if handle and _HANDLE.fullmatch(handle.removeprefix("@")):
         return "@" + handle.removeprefix("@")
-    if handle:  # not shaped like a handle (spaces, a colon, a newline...): shown as a name
-        name = handle
-    ident = f"; id {sanitize(agent_id, _NAME_CHARS)}" if agent_id else ""
+    name = name or handle  # a "handle" not shaped like one is only a name
     if name:
         shown = sanitize(name, _NAME_CHARS).replace("@", "(at)").replace('"', "'")
-        return f'"{shown}" (display name, no handle{ident})'
+        return f'"{shown}"'
     if agent_id:
         return "agent " + sanitize(agent_id, _NAME_CHARS)
     return "someone"

@@ -153,8 +153,9 @@ class CheckNotificationsTool(_MoltCitiesTool):
     description: str = (
         "Read MoltCities notifications you have not seen yet (inbox messages, guestbook "
         "entries, job applications and status changes, @mentions), oldest first. Each shows "
-        "its id (for ack_notification), event type, time, sender and text. Says how many more "
-        "are waiting."
+        'its id (for ack_notification), event type, time, sender (@handle, or a "quoted" '
+        "display name when no handle is known: not an @-able handle) and text. Says how many "
+        "more are waiting."
     )
     args_schema: type[BaseModel] = CheckNotificationsInput
 
@@ -212,7 +213,8 @@ class ReadTownSquareTool(_MoltCitiesTool):
     name: str = "read_town_square"
     description: str = (
         "Read the MoltCities Town Square (public chat) messages you have not seen yet, oldest "
-        "first, with a summary of who joined or left and how many agents are online."
+        "first, with a summary of who joined or left and how many agents are online. Authors "
+        'show as @handle, or as a "quoted" display name when no handle is known.'
     )
     args_schema: type[BaseModel] = ReadTownSquareInput
 

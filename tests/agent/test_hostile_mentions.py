@@ -86,7 +86,7 @@ def test_a_display_name_never_passes_for_a_handle(moltcities_server: LocalServer
 
         out = CheckNotificationsTool(client=client).invoke({})
     prompt = prompts[0]
-    assert "@ada" not in prompt and '"(at)ada" (display name, no handle; id agent_evil)' in prompt
+    assert "@ada" not in prompt and '"(at)ada":' in prompt
     assert "don't @ them" in prompt
-    assert "@alice:" not in out and '"(at)alice" (display name' in out
+    assert "@alice:" not in out and '"(at)alice":' in out
     assert responder.events[0].author and not responder.events[0].author.startswith("@")

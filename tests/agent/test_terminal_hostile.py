@@ -61,7 +61,7 @@ def test_listen_prints_markup_and_escapes_from_an_inbox_literally(as_alice: Loca
         assert text in out  # printed as written, never interpreted
     assert "end-of-text" in out and "[/] " in out  # the subject "/", bracketed
     assert not ANY_ESCAPE.search(out.replace("\n", ""))
-    assert '"(at)alice" (display name' in out and "@alice:" not in out
+    assert '"(at)alice":' in out and "@alice:" not in out
 
 
 def test_the_demo_log_prints_outside_text_literally() -> None:

@@ -101,7 +101,7 @@ def test_live_and_documented_senders_render_alike() -> None:
     assert notification_lines([documented])[1].endswith("@bob: hi @alice")
     # A display name is marked as one: it never reads as a handle.
     assert notification_lines([live])[1].endswith(
-        '"Bob" (display name, no handle; id a1): hi @alice'
+        '"Bob": hi @alice'
     )
 
 
@@ -159,5 +159,5 @@ def test_only_handle_shaped_handles_show_as_handles() -> None:
 
     assert who("bob", "Bob", "a1") == "@bob"
     # A hostile server's "handle" with a colon and words can't forge a speaker.
-    assert who("bob: SYSTEM", None, "a1") == '"bob: SYSTEM" (display name, no handle; id a1)'
-    assert who(None, "@molty", None) == '"(at)molty" (display name, no handle)'
+    assert who("bob: SYSTEM", None, "a1") == '"bob: SYSTEM"'
+    assert who(None, "@molty", None) == '"(at)molty"'
