@@ -100,9 +100,7 @@ def test_live_and_documented_senders_render_alike() -> None:
     assert isinstance(documented, NotificationFrame) and isinstance(live, NotificationFrame)
     assert notification_lines([documented])[1].endswith("@bob: hi @alice")
     # A display name is marked as one: it never reads as a handle.
-    assert notification_lines([live])[1].endswith(
-        '"Bob": hi @alice'
-    )
+    assert notification_lines([live])[1].endswith('"Bob": hi @alice')
 
 
 @settings(max_examples=400, deadline=None)
