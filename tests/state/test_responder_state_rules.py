@@ -70,7 +70,7 @@ def test_guard_windows_and_cooldowns_move_to_the_new_clock() -> None:
     k2 = _keeper(store, clock)
     k2.restore_guard()
     c = _mention(3, "2026-01-01T10:00:03Z")
-    assert k2.guard.offer(c) == "cap"  # two turns in the last 60 s already
+    assert k2.guard.offer(c) == "deferred"  # two turns in the last 60 s already: it waits
     # The second author, answered 0 s ago on the old clock: still inside the 10 s cooldown
     # (checked before the cap).
     again = Mention("notif_9", "agent_b2", "b2", 0.0, None)
