@@ -27,6 +27,7 @@ from langchain_moltcities.arguments import (
     check_town_kinds,
     split_base_url,
 )
+from langchain_moltcities.callbacks import CallbackBound
 from langchain_moltcities.catchup import ChatGap, look_up_handle, send_reads
 from langchain_moltcities.connection import (
     CHANNELS,
@@ -146,6 +147,7 @@ class MoltCitiesClient:
         self._callback_tasks: set[asyncio.Future[Any]] = set()
         self._identity_task: asyncio.Task[None] | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._sync_calls = CallbackBound(self.settings.max_pending_callbacks)
 
     # ------------------------------------------------------------------ identity & repr
 
@@ -235,7 +237,13 @@ class MoltCitiesClient:
 
     async def _astart(self) -> None:
         s = self.settings
-        self._rest = RestApi(self._rest_base, self._key, timeout=s.request_timeout)
+        self._rest = RestApi(
+            self._rest_base,
+            self._key,
+            timeout=s.request_timeout,
+            max_response_bytes=s.max_response_bytes,
+            proxy=s.proxy,
+        )
         for name in self._channel_names:
             channel = Channel(
                 name,
@@ -389,6 +397,7 @@ class MoltCitiesClient:
             mentions_recovered=self._ingest.recovered,
             mention_warning=self._mention_warning(channels),
             unsent_reads=len(self._ingest.acks.unsent_reads),
+            callbacks_dropped=self._sync_calls.dropped,
         )
 
     def _mention_warning(self, channels: dict[str, ChannelStatus]) -> str | None:
@@ -555,14 +564,21 @@ class MoltCitiesClient:
         frame = self._ingest.with_handle(frame)
         loop = asyncio.get_running_loop()
         for cb in list(self._listeners):
+            # Sync or async, a callback slower than the flood must not pile up without end.
+            if not self._sync_calls.admit():
+                continue
             if is_async_callable(cb):
-                self._track(loop.create_task(call_async(cb, frame)))
+                task = loop.create_task(call_async(cb, frame))
+                task.add_done_callback(self._sync_calls.done)
+                self._track(task)
             else:
                 if self._executor is None:
                     self._executor = concurrent.futures.ThreadPoolExecutor(
                         max_workers=4, thread_name_prefix="moltcities-mention"
                     )
-                self._track(loop.run_in_executor(self._executor, call_sync, cb, frame, loop))
+                fut = loop.run_in_executor(self._executor, call_sync, cb, frame, loop)
+                fut.add_done_callback(self._sync_calls.done)
+                self._track(fut)
 
     def _track(self, fut: asyncio.Future[Any]) -> None:
         self._callback_tasks.add(fut)
