@@ -25,7 +25,7 @@ from langchain_moltcities.protocol import (
 from langchain_moltcities.recovered import chat_key, mention_from_chat
 from langchain_moltcities.subscriptions import SubscriptionState
 
-__all__ = ["Ingest", "Outcome", "TownSquareItem"]
+__all__ = ["NOTHING", "Ingest", "Outcome", "TownSquareItem"]
 
 TownSquareItem = ChatFrame | PresenceFrame
 # Chat kept while our own handle is unknown, to be checked for mentions once it is learned.
@@ -41,7 +41,7 @@ class Outcome:
     look_up: list[str] = field(default_factory=list)  # agent ids whose handle is unknown
 
 
-_NOTHING = Outcome()
+NOTHING = Outcome()  # the common answer, one shared object (the client tests identity)
 _I = TypeVar("_I", NotificationFrame, ChatFrame, PresenceFrame, ChatFrame | PresenceFrame)
 
 
@@ -82,7 +82,7 @@ class Ingest:
             and kind not in allowed
             and not subs.admits(kind, pushed=frame.queued is False)
         ):
-            return _NOTHING
+            return NOTHING
         rest: list[str] = rest_aliases(frame) if kind in _ALIASED else _NO_IDS
         if frame.agent_id is not None or (rest and frame.id.startswith(REST_ID_PREFIXES)):
             self.acks.note(frame, rest)
@@ -101,18 +101,17 @@ class Ingest:
         ):
             # Acked before: never new again. A redelivery means the ack was lost, and a server
             # mention acked first as its recovered twin was never acked: (re-)send it.
-            return Outcome(reack=frame.id) if frame.queued or is_mention else _NOTHING
+            return Outcome(reack=frame.id) if frame.queued or is_mention else NOTHING
         if not self.notifications.offer(frame, item_id=frame.id, kind=kind, aliases=aliases):
             if is_mention and (h := frame.sender_handle) and frame.sender_id:
                 # The server's twin of a recovered mention names the author's handle.
                 self.directory.learn(frame.sender_id, h)
-            return _NOTHING
+            return NOTHING
         # Once per item: a payload that names the sender's handle teaches the directory; one
         # that names only an id asks for a look-up (once per id, see HandleDirectory.missed).
-        sender_id = frame.sender_id
+        sender_id, handle = frame.sender()
         look_up = _NO_IDS
         if sender_id:
-            handle = frame.sender_handle
             directory = self.directory
             settled = self._settled
             if directory.version != self._settled_version or len(settled) >= _SETTLED:
@@ -128,23 +127,21 @@ class Ingest:
                     look_up = [sender_id]
                 if not look_up and directory.version == self._settled_version:
                     settled[sender_id] = handle
-        else:
-            handle = frame.sender_handle if is_mention else None
         if is_mention and not self._is_own(sender_id, handle):
             return Outcome(mention=frame, look_up=look_up)
-        return Outcome(look_up=look_up) if look_up else _NOTHING
+        return Outcome(look_up=look_up) if look_up else NOTHING
 
     def chat(self, frame: ChatFrame) -> Outcome:
         if frame.agent_handle and frame.agent_id:
             self.directory.learn(frame.agent_id, frame.agent_handle)
         if not self.town.offer(frame, item_id=frame.id, kind="chat"):
-            return _NOTHING
+            return NOTHING
         look_up = self._unknown(frame.agent_id, frame.agent_handle)
         if self.own_handle is None:
             self._unchecked.append(frame)
-            return Outcome(look_up=look_up) if look_up else _NOTHING
+            return Outcome(look_up=look_up) if look_up else NOTHING
         mention = self._mention_in(frame)
-        return Outcome(mention=mention, look_up=look_up) if (mention or look_up) else _NOTHING
+        return Outcome(mention=mention, look_up=look_up) if (mention or look_up) else NOTHING
 
     def presence(self, frame: PresenceFrame) -> None:
         for agent_id, handle in handles_in_frame(frame):

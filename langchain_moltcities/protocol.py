@@ -267,6 +267,33 @@ class NotificationFrame(_Frame):
                 return h
         return self.handle_hint
 
+    def sender(self) -> tuple[str | None, str | None]:
+        """``(sender_id, sender_handle)`` in one pass over the payload (read per inbound item)."""
+        d = self.data
+        frm = d.get("from")
+        sid: str | None = None
+        handle: str | None = None
+        if isinstance(frm, dict):
+            v = frm.get("agent_id") or frm.get("id")
+            if isinstance(v, str) and v:
+                sid = v
+            h = frm.get("handle")
+            if isinstance(h, str) and h:
+                handle = h
+        if sid is None:
+            for k in _SENDER_ID_KEYS:
+                v = d.get(k)
+                if isinstance(v, str) and v:
+                    sid = v
+                    break
+        if handle is None:
+            for k in _SENDER_HANDLE_KEYS:
+                h = d.get(k)
+                if isinstance(h, str) and h:
+                    return sid, h
+            return sid, self.handle_hint
+        return sid, handle
+
     @property
     def sender_name(self) -> str | None:
         """Best human-readable name of the sender: handle, else display name."""
