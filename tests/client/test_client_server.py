@@ -539,9 +539,13 @@ async def test_async_face_from_another_loop(any_moltcities_server: LocalServer) 
         assert posted.sender_id == me.agent.id
         history = await client.achat_history(limit=10)
         assert posted.id in [c.id for c in history]
+        await asyncio.to_thread(inbox, srv, "alice", "listed over REST")
         page = await client.alist_notifications()
-        assert page.notifications is not None
-        assert await client.aset_subscriptions(["inbox.message", "guestbook.entry"])
+        listed = [n.to_notification() for n in page.notifications]
+        assert "listed over REST" in [n.text for n in listed], listed
+        events = ["inbox.message", "guestbook.entry"]
+        assert await client.aset_subscriptions(events) == events
+        assert client.subscriptions == events
 
 
 async def test_sync_face_works_inside_a_running_loop(moltcities_server: LocalServer) -> None:
