@@ -133,6 +133,7 @@ def run(ctx: Context) -> Section:
                 ratio=f"{ratio:.2f} of raw (chars {chars / raw_chars:.2f})",
                 target=f"<= {TARGET_RATIO} of raw, nothing lost",
                 passed=ratio <= TARGET_RATIO and not lost,
+                checks={"nothing lost": not lost},
                 note=f"{n} items; lost: {'; '.join(lost) if lost else 'none'}",
             )
         )

@@ -61,6 +61,7 @@ def run(ctx: Context) -> Section:
                 ratio=f"{ratio:.2f} of bare",
                 target=f">= {TARGET_RATIO} of bare",
                 passed=ratio >= TARGET_RATIO and lost == 0,
+                checks={"unaccounted 0": lost == 0},
                 note=f"{n} notifications x {rounds} rounds, median, buffer_size=1000 unread; "
                 f"unaccounted {lost}",
             ),
@@ -72,6 +73,7 @@ def run(ctx: Context) -> Section:
                 ratio=f"{state_ratio:.2f} of bare",
                 target=f">= {TARGET_STATE_RATIO} of bare",
                 passed=state_ratio >= TARGET_STATE_RATIO and state_lost == 0,
+                checks={"unaccounted 0": state_lost == 0},
                 note=f"state='agent.db' (WAL, written behind); without state "
                 f"{ratio:.2f} of bare in the same rounds; unaccounted {state_lost}",
             ),
@@ -90,6 +92,8 @@ def run(ctx: Context) -> Section:
         "per frame: the cursor and acks are saved by one task every 50 ms, on a writer thread. "
         "With state / without, round by round: "
         f"{[round(w / c, 2) for w, c in zip(state_rates, client_rates, strict=True)]}.",
+        "Ratio of each round (client over the bare round before it): "
+        f"{', '.join(f'{c / b:.2f}' for b, c in zip(bare_rates, client_rates, strict=True))}.",
         f"With buffer_size={n} (every item kept, so the garbage collector walks them all): "
         f"{n / kept_all_n:.0f} msg/s ({n / kept_all_n / bare:.2f} of bare).",
         f"Per message: bare {1e6 / bare:.1f} us, MoltCitiesClient {1e6 / client:.1f} us "

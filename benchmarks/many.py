@@ -142,6 +142,7 @@ def run(ctx: Context) -> Section:
             f"{int(client['connected'])}/{k} connected{extra}",
             target=f"{TARGET_CLIENTS} clients < {TARGET_RSS_MB:g} MB",
             passed=ok,
+            checks={f"{k}/{k} connected": client["connected"] == k},
             note=f"connected in {client['connect_s']:.1f} s, closed in "
             f"{client['close_s']:.1f} s, {int(client['threads'])} threads",
         )
