@@ -151,7 +151,8 @@ def test_listen_shows_a_reconnect_and_stops_on_ctrl_c(moltcities_server: LocalSe
         wait_for_line("personal: connected, connects: 2")
         wait_for_line("town-square: connected, connects: 2")
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(WAIT) == 0
+        # Closing the client and the interpreter took over 20 s once on a loaded machine.
+        assert proc.wait(3 * WAIT) == 0
     finally:
         if proc.poll() is None:
             proc.kill()

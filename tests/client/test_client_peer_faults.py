@@ -116,7 +116,7 @@ async def test_half_open_peer_is_detected_and_replaced(peer: Peer) -> None:
         await answer_pings(ws, peer)
 
     peer.handler = silent_first
-    async with make_client(peer, settings=fast_settings(pong_timeout=0.5)) as client:
+    async with make_client(peer, settings=fast_settings(pong_timeout=1.0)) as client:
         await eventually(lambda: peer.connections >= 2, what="a second connection")
         await eventually(lambda: client.status().channels["personal"].received == 1)
         assert any(json.loads(m)["type"] == "ping" for m in peer.received)
