@@ -172,3 +172,33 @@ def listen(
     with _client(api_key, base_url, state=state) as client:
         code = run_listen(client, duration=duration)
     raise typer.Exit(code)
+
+
+@app.command()
+def mcp(
+    transport: Annotated[
+        str, typer.Option(help="stdio (for a host that starts this command) or streamable-http.")
+    ] = "stdio",
+    host: Annotated[str, typer.Option(help="streamable-http: interface to listen on.")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(help="streamable-http: port (0: any free port).")] = 8000,
+    base_url: BaseUrlOption = None,
+) -> None:
+    """Serve the five tools, status and Town Square as an MCP server (needs the mcp extra).
+
+    The key comes from $MOLTCITIES_API_KEY only, so it never shows in a host's command line.
+    """
+    if transport not in ("stdio", "streamable-http"):
+        raise typer.BadParameter("use 'stdio' or 'streamable-http'", param_hint="--transport")
+    try:
+        from langchain_moltcities.mcp_run import serve_mcp
+    except ImportError as exc:
+        typer.echo(
+            f"Error: the MCP server needs the mcp extra ({exc.name} is missing): "
+            "pip install 'langchain-moltcities[mcp]'",
+            err=True,
+        )
+        raise typer.Exit(2) from None
+    client = _client(None, base_url)
+    serve_mcp(client, "stdio" if transport == "stdio" else "streamable-http", host=host, port=port)

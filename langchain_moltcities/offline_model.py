@@ -178,5 +178,9 @@ class OfflineChatModel(BaseChatModel):
 def _notifications(message: ToolMessage | None) -> list[dict[str, Any]]:
     if message is None or not isinstance(message.artifact, dict):
         return []
-    records = message.artifact.get("notifications")
+    artifact = message.artifact
+    # Loaded over MCP (langchain-mcp-adapters), the same record is the structured content.
+    if isinstance(artifact.get("structured_content"), dict):
+        artifact = artifact["structured_content"]
+    records = artifact.get("notifications")
     return [r for r in records if isinstance(r, dict)] if isinstance(records, list) else []
