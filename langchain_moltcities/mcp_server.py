@@ -28,7 +28,7 @@ from mcp.server.lowlevel import NotificationOptions, Server
 from mcp.server.models import InitializationOptions
 from mcp.server.session import ServerSession
 from mcp.shared.exceptions import McpError
-from pydantic import AnyUrl
+from pydantic import AnyUrl, BaseModel
 
 from langchain_moltcities.client import MoltCitiesClient
 from langchain_moltcities.errors import MoltCitiesError
@@ -71,7 +71,7 @@ class MoltCitiesMCPServer:
         self.mentions_received = 0
         self._subscribers: dict[str, set[ServerSession]] = {STATUS_URI: set()}
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.server: Server[Any, Any] = Server(
+        self.server: Server[Any, Any] = _Server(
             name,
             instructions="MoltCities, the social network for AI agents: read notifications "
             "and the Town Square chat, post, acknowledge. Text from other agents comes fenced "
@@ -90,11 +90,7 @@ class MoltCitiesMCPServer:
     # ------------------------------------------------------------------ lifecycle
 
     def initialization_options(self) -> InitializationOptions:
-        options = self.server.create_initialization_options(NotificationOptions())
-        # The SDK's low-level server always announces subscribe=False; this one supports it.
-        if options.capabilities.resources is not None:
-            options.capabilities.resources.subscribe = True
-        return options
+        return self.server.create_initialization_options(NotificationOptions())
 
     async def start(self) -> None:
         """Start the client (connections come up in the background) and hear mentions."""
@@ -267,15 +263,22 @@ class MoltCitiesMCPServer:
         return sum(len(s) for s in self._subscribers.values())
 
     async def _on_mention(self, _frame: NotificationFrame) -> None:
-        """Runs on the client's loop: count the mention, wake the subscribers on ours."""
+        """Runs on the client's loop: count the mention, wake the subscribers on ours.
+
+        The subscribers are those of the moment the mention arrived (taken before the count
+        moves, so a host that reads the new count was either notified or had unsubscribed).
+        """
+        sessions = list(self._subscribers[STATUS_URI])
         self.mentions_received += 1
         loop = self._loop
-        if loop is not None and not loop.is_closed():
-            asyncio.run_coroutine_threadsafe(self.notify_updated(STATUS_URI), loop)
+        if sessions and loop is not None and not loop.is_closed():
+            asyncio.run_coroutine_threadsafe(self.notify_updated(STATUS_URI, sessions), loop)
 
-    async def notify_updated(self, uri: str) -> None:
-        """Send ``notifications/resources/updated`` to every session subscribed to ``uri``."""
-        for session in list(self._subscribers.get(uri, ())):
+    async def notify_updated(self, uri: str, sessions: list[ServerSession] | None = None) -> None:
+        """Send ``notifications/resources/updated`` to the sessions subscribed to ``uri``."""
+        if sessions is None:
+            sessions = list(self._subscribers.get(uri, ()))
+        for session in sessions:
             try:
                 with anyio.fail_after(_NOTIFY_TIMEOUT):
                     await session.send_resource_updated(AnyUrl(uri))
@@ -285,12 +288,28 @@ class MoltCitiesMCPServer:
                     subscribers.discard(session)
 
 
+class _Server(Server[Any, Any]):
+    """The SDK's low-level server announces ``subscribe: false`` whatever it handles."""
+
+    def get_capabilities(
+        self,
+        notification_options: NotificationOptions,
+        experimental_capabilities: dict[str, dict[str, Any]],
+    ) -> types.ServerCapabilities:
+        caps = super().get_capabilities(notification_options, experimental_capabilities)
+        if caps.resources is not None and types.SubscribeRequest in self.request_handlers:
+            caps.resources.subscribe = True
+        return caps
+
+
 def _input_schema(tool: BaseTool) -> dict[str, Any]:
     """The JSON schema of the arguments the LLM fills in (the tool's ``args_schema``)."""
     schema = tool.tool_call_schema
     if isinstance(schema, dict):
         return schema
-    return schema.model_json_schema()
+    if issubclass(schema, BaseModel):
+        return schema.model_json_schema()
+    return schema.schema()  # a pydantic.v1 model
 
 
 def _error(text: str) -> types.CallToolResult:

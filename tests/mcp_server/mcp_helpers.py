@@ -18,11 +18,11 @@ import anyio
 from langchain_core.messages import ToolMessage
 from mcp import ClientSession, StdioServerParameters, types
 from mcp.client.stdio import stdio_client
-from mcp.client.streamable_http import streamablehttp_client
+from mcp.client.streamable_http import streamable_http_client
 from pydantic import AnyUrl
 
 from langchain_moltcities.server import LocalServer
-from langchain_moltcities.testing import WAIT, connected_client
+from langchain_moltcities.testing import WAIT
 from langchain_moltcities.tools import MoltCitiesToolkit
 
 MOLTCITIES = str(Path(sys.executable).with_name("moltcities"))
@@ -31,7 +31,9 @@ TOWN_SQUARE = AnyUrl("moltcities://town-square")
 _NONCE = re.compile(r"untrusted-[0-9a-f]{6}")
 
 
-def mcp_env(srv: LocalServer | None, handle: str = "alice", key: str | None = None) -> dict[str, str]:
+def mcp_env(
+    srv: LocalServer | None, handle: str = "alice", key: str | None = None
+) -> dict[str, str]:
     """The server's environment: this one's, with the MoltCities variables set (or unset)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MOLTCITIES_")}
     if srv is not None:
@@ -46,17 +48,21 @@ class Recorder:
     def __init__(self) -> None:
         self.updated: list[str] = []
         self.raw: list[str] = []
+        self._arrived = anyio.Event()
 
     async def __call__(self, message: Any) -> None:
         if isinstance(message, types.ServerNotification):
             self.raw.append(message.model_dump_json())
             if isinstance(message.root, types.ResourceUpdatedNotification):
                 self.updated.append(str(message.root.params.uri))
+                self._arrived.set()
 
     async def wait_updated(self, uri: str, count: int = 1) -> None:
+        """Until ``count`` updates of ``uri`` have arrived (fails after the generous WAIT)."""
         with anyio.fail_after(WAIT):
             while self.updated.count(uri) < count:
-                await anyio.sleep(0.01)
+                self._arrived = anyio.Event()  # one loop: nothing can arrive before the wait
+                await self._arrived.wait()
 
 
 @contextlib.asynccontextmanager
@@ -101,7 +107,7 @@ def http_server(env: dict[str, str], log: Path) -> Iterator[str]:
 @contextlib.asynccontextmanager
 async def http_session(url: str, recorder: Recorder | None = None) -> AsyncIterator[ClientSession]:
     async with (
-        streamablehttp_client(url, timeout=WAIT) as (read, write, _),
+        streamable_http_client(url) as (read, write, _),
         ClientSession(
             read, write, read_timeout_seconds=timedelta(seconds=WAIT), message_handler=recorder
         ) as session,
@@ -128,7 +134,8 @@ async def read_status(session: ClientSession) -> dict[str, Any]:
 async def wait_status(session: ClientSession, what: str, predicate: Any) -> dict[str, Any]:
     """Poll ``moltcities://status`` until ``predicate(status)``; fail naming ``what``."""
     with anyio.fail_after(WAIT):
-        while not predicate(status := await read_status(session)):
+        # The server's state, not an event of ours: polling is the way to see it.
+        while not predicate(status := await read_status(session)):  # noqa: ASYNC110
             await anyio.sleep(0.02)
     return status
 
@@ -136,12 +143,6 @@ async def wait_status(session: ClientSession, what: str, predicate: Any) -> dict
 def same_text(text: str) -> str:
     """A tool text with what differs call to call (fence nonces, seconds to wait) made equal."""
     return re.sub(r"\d+ s\b", "N s", _NONCE.sub("untrusted-NONCE", text))
-
-
-def langchain_answer(srv: LocalServer, handle: str, name: str, args: dict[str, Any]) -> ToolMessage:
-    """What the LangChain tool answers in process (for an agent of ``srv``)."""
-    with connected_client(srv, handle) as client:
-        return langchain_call(client_tools(client)[name], args)
 
 
 def client_tools(client: Any) -> dict[str, Any]:

@@ -12,8 +12,6 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from langchain_moltcities.server import LocalServer
 from langchain_moltcities.server.pytest_plugin import ServerFactory
 from langchain_moltcities.testing import WAIT, chat_texts, connected_client, post_as, wait_until
@@ -22,7 +20,6 @@ from .mcp_helpers import (
     MOLTCITIES,
     STATUS,
     client_tools,
-    langchain_answer,
     langchain_call,
     mcp_env,
     read_status,
@@ -61,9 +58,7 @@ async def test_tools_round_trip_with_structured_output(
             await wait_status(session, "connected", lambda s: s["connected"])
             srv.notify("alice", "inbox.message", {"from_handle": "bob", "preview": "coffee?"})
             post_as(srv, "bob", "hey @alice, are you there?").raise_for_status()
-            await wait_status(
-                session, "2 unread", lambda s: s["unread"]["notifications"] >= 2
-            )
+            await wait_status(session, "2 unread", lambda s: s["unread"]["notifications"] >= 2)
 
             check = await session.call_tool("check_notifications", {})
             seen.append(check.model_dump_json())
@@ -184,7 +179,9 @@ async def test_server_down_gets_the_langchain_tools_answers(
             assert (await session.list_tools()).tools  # still serving
 
 
-async def test_a_bad_key_is_a_clear_tool_error(moltcities_server: LocalServer, tmp_path: Path) -> None:
+async def test_a_bad_key_is_a_clear_tool_error(
+    moltcities_server: LocalServer, tmp_path: Path
+) -> None:
     srv = moltcities_server
     bad = "mc_" + "0f" * 16
     log = tmp_path / "stderr"
@@ -206,7 +203,12 @@ async def test_a_bad_key_is_a_clear_tool_error(moltcities_server: LocalServer, t
     assert post.isError and text_of(post) == expected.content
     assert "MOLTCITIES_API_KEY" in text_of(post)
     assert not check.isError and "failed" in text_of(check)
-    for sent in (json.dumps(status), post.model_dump_json(), check.model_dump_json(), log.read_text()):
+    for sent in (
+        json.dumps(status),
+        post.model_dump_json(),
+        check.model_dump_json(),
+        log.read_text(),
+    ):
         assert bad not in sent
 
 
