@@ -69,6 +69,7 @@ class MoltCitiesMCPServer:
         self.mentions_received = 0
         self._subscribers: dict[str, set[ServerSession]] = {STATUS_URI: set()}
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._update_pending = False
         self.server: Server[Any, Any] = _Server(
             name,
             instructions="MoltCities, the social network for AI agents: read notifications "
@@ -127,7 +128,10 @@ class MoltCitiesMCPServer:
         """
         tool = self.tools.get(name)
         if tool is None:
-            return _error(f"There is no tool {name!r}. This server has: {', '.join(self.tools)}.")
+            return _error(
+                f"There is no tool {sanitize(name, 100)!r}. This server has: "
+                f"{', '.join(self.tools)}."
+            )
         call = {"name": name, "args": arguments or {}, "id": uuid.uuid4().hex, "type": "tool_call"}
         try:
             message = await tool.ainvoke(call)
@@ -264,15 +268,21 @@ class MoltCitiesMCPServer:
 
         The subscribers are those of the moment the mention arrived (taken before the count
         moves, so a host that reads the new count was either notified or had unsubscribed).
+        A flood of mentions is coalesced: while one update waits to be sent, later mentions
+        ride on it (the host reads the status afresh anyway), so the hosts get a bounded
+        stream, not one message per mention.
         """
         sessions = list(self._subscribers[STATUS_URI])
         self.mentions_received += 1
         loop = self._loop
-        if sessions and loop is not None and not loop.is_closed():
-            asyncio.run_coroutine_threadsafe(self.notify_updated(STATUS_URI, sessions), loop)
+        if not sessions or loop is None or loop.is_closed() or self._update_pending:
+            return
+        self._update_pending = True
+        asyncio.run_coroutine_threadsafe(self.notify_updated(STATUS_URI, sessions), loop)
 
     async def notify_updated(self, uri: str, sessions: list[ServerSession] | None = None) -> None:
         """Send ``notifications/resources/updated`` to the sessions subscribed to ``uri``."""
+        self._update_pending = False  # from here on, a new mention needs a new update
         if sessions is None:
             sessions = list(self._subscribers.get(uri, ()))
         for session in sessions:
