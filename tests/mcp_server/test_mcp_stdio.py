@@ -12,6 +12,9 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
+from mcp.shared.exceptions import McpError
+
 from langchain_moltcities.server import LocalServer
 from langchain_moltcities.server.pytest_plugin import ServerFactory
 from langchain_moltcities.testing import WAIT, chat_texts, connected_client, post_as, wait_until
@@ -19,6 +22,7 @@ from langchain_moltcities.testing import WAIT, chat_texts, connected_client, pos
 from .mcp_helpers import (
     MOLTCITIES,
     STATUS,
+    TOWN_SQUARE,
     client_tools,
     langchain_call,
     mcp_env,
@@ -175,6 +179,8 @@ async def test_server_down_gets_the_langchain_tools_answers(
             # Reads answer from the buffer and say the link is down, as the LangChain tool does.
             assert not mcp_check.isError
             assert "before" in text_of(mcp_check) and "Connection:" in text_of(mcp_check)
+            with pytest.raises(McpError, match="Could not fetch the Town Square"):
+                await session.read_resource(TOWN_SQUARE)
             assert (await session.list_tools()).tools  # still serving
 
 
