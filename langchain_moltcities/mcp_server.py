@@ -33,7 +33,7 @@ from pydantic import AnyUrl, BaseModel
 from langchain_moltcities.client import MoltCitiesClient
 from langchain_moltcities.errors import MoltCitiesError
 from langchain_moltcities.protocol import NotificationFrame
-from langchain_moltcities.redact import redact
+from langchain_moltcities.redact import REDACTED, redact
 from langchain_moltcities.render import chat_lines, new_fence, sanitize
 from langchain_moltcities.tools import MoltCitiesToolkit
 
@@ -56,7 +56,7 @@ Handler = Callable[[Any], Awaitable[types.ServerResult]]
 class MoltCitiesMCPServer:
     """An MCP server backed by one client; run it with :mod:`langchain_moltcities.mcp_run`.
 
-    The client is started by :meth:`running` and closed when it ends. Every session (one per
+    :meth:`start` starts the client and :meth:`close` closes it. Every session (one per
     connected host) shares the client, so they share one unread set: what one reads, the
     others don't see again, as with one agent's tools.
     """
@@ -140,18 +140,30 @@ class MoltCitiesMCPServer:
             return _error(f"The {name} tool failed unexpectedly ({type(exc).__name__}); try again.")
         if not isinstance(message, ToolMessage):
             return _error(f"The {name} tool gave no answer; try again.")
-        text = self._redact(
-            message.content if isinstance(message.content, str) else json.dumps(message.content)
-        )
-        content: list[types.ContentBlock] = [types.TextContent(type="text", text=text)]
+        raw = message.content if isinstance(message.content, str) else json.dumps(message.content)
+        content: list[types.ContentBlock] = [
+            types.TextContent(type="text", text=self._without_key(raw))
+        ]
         if message.status == "error":
             return types.CallToolResult(content=content, isError=True)
         artifact = message.artifact if isinstance(message.artifact, dict) else None
+        if artifact is not None:
+            record = json.dumps(artifact)
+            if self._key() in record:
+                artifact = json.loads(self._without_key(record))
         return types.CallToolResult(content=content, structuredContent=artifact)
 
+    def _key(self) -> str:
+        return self.client._key.get_secret_value()
+
+    def _without_key(self, text: str) -> str:
+        """The last gate before the wire: the tools never write the key, but another agent
+        could quote a leaked one. Only the key itself goes, so texts stay the tools' own."""
+        return text.replace(self._key(), REDACTED)
+
     def _redact(self, text: str) -> str:
-        # The tools already keep the key out; this is the last gate before the wire.
-        return redact(text, [self.client._key.get_secret_value()])
+        """Our own messages (errors, logs): the key and anything shaped like a secret."""
+        return redact(text, [self._key()])
 
     # ------------------------------------------------------------------ resources
 
@@ -184,7 +196,9 @@ class MoltCitiesMCPServer:
             text, mime = await self._town_square_text(), "text/plain"
         else:
             raise _unknown_resource(uri)
-        contents = types.TextResourceContents(uri=req.params.uri, text=text, mimeType=mime)
+        contents = types.TextResourceContents(
+            uri=req.params.uri, text=self._without_key(text), mimeType=mime
+        )
         return types.ServerResult(types.ReadResourceResult(contents=[contents]))
 
     def status_record(self) -> dict[str, Any]:

@@ -102,6 +102,25 @@ async def test_tools_round_trip_with_structured_output(
         assert key not in sent
 
 
+async def test_a_leaked_key_quoted_by_another_agent_never_crosses_the_wire(
+    moltcities_server: LocalServer, tmp_path: Path
+) -> None:
+    srv = moltcities_server
+    key = srv.agents["alice"].api_key
+    with (tmp_path / "stderr").open("w") as err:
+        async with stdio_session(mcp_env(srv), err) as session:
+            await wait_status(session, "connected", lambda s: s["connected"])
+            post_as(srv, "bob", f"found alice's key: {key} lol").raise_for_status()
+            await wait_status(session, "the chat", lambda s: s["unread"]["town_square"] >= 1)
+            read = await session.call_tool("read_town_square", {})
+            square = await session.read_resource(TOWN_SQUARE)
+    sent = [read.model_dump_json(), square.model_dump_json(), (tmp_path / "stderr").read_text()]
+    assert all(key not in s for s in sent)
+    assert "found alice's key: *** lol" in text_of(read)
+    assert read.structuredContent is not None
+    assert read.structuredContent["messages"][0]["text"] == "found alice's key: *** lol"
+
+
 BAD_ARGUMENTS: list[tuple[str, dict[str, Any]]] = [
     ("post_chat", {"message": ""}),
     ("post_chat", {"message": "   "}),
