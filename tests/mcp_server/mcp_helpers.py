@@ -43,16 +43,14 @@ def mcp_env(
 
 
 class Recorder:
-    """Everything the server sent outside responses: notifications and their kinds."""
+    """The resource updates the server sent."""
 
     def __init__(self) -> None:
         self.updated: list[str] = []
-        self.raw: list[str] = []
         self._arrived = anyio.Event()
 
     async def __call__(self, message: Any) -> None:
         if isinstance(message, types.ServerNotification):
-            self.raw.append(message.model_dump_json())
             if isinstance(message.root, types.ResourceUpdatedNotification):
                 self.updated.append(str(message.root.params.uri))
                 self._arrived.set()

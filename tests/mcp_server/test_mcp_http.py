@@ -7,6 +7,7 @@ import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 from mcp import ClientSession, types
 from mcp.shared.exceptions import McpError
@@ -81,6 +82,15 @@ async def test_streamable_http_serves_tools_and_resources(
 
             with pytest.raises(McpError, match="moltcities://status"):
                 await session.read_resource(AnyUrl("moltcities://nowhere"))
+
+        # DNS rebinding: a page that points its own name at 127.0.0.1 is turned away.
+        async with httpx.AsyncClient() as web:
+            rebound = await web.post(
+                url,
+                headers={"Host": "attacker.example", "Content-Type": "application/json"},
+                json={"jsonrpc": "2.0", "id": 1, "method": "ping"},
+            )
+        assert rebound.status_code in (400, 403, 421), rebound.status_code
 
 
 @pytest.mark.parametrize("transport", ["stdio", "streamable-http"])
