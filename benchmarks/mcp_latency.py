@@ -52,6 +52,7 @@ async def _measure(base: str, keys: list[str], n: int, devnull: TextIO) -> dict[
     tool = {t.name: t for t in MoltCitiesToolkit(client=client).get_tools()}[TOOL]
     call: dict[str, Any] = {"name": TOOL, "args": {}, "id": "bench", "type": "tool_call"}
     times: dict[str, list[float]] = {"in_process": [], "mcp_stdio": []}
+    differing = 0  # calls whose MCP text was not the in-process tool's
     async with (
         client,
         stdio_client(params, errlog=devnull) as (read, write),
@@ -63,15 +64,18 @@ async def _measure(base: str, keys: list[str], n: int, devnull: TextIO) -> dict[
         await _wait_connected(session)
         for i in range(n + 5):  # the first five warm both paths up
             t0 = time.perf_counter()
-            await tool.ainvoke(call)
+            local = await tool.ainvoke(call)
             t1 = time.perf_counter()
             result = await session.call_tool(TOOL, {})
             t2 = time.perf_counter()
             if result.isError:
                 raise RuntimeError(f"the MCP call failed: {result.content}")
+            block = result.content[0]
+            differing += getattr(block, "text", None) != local.content
             if i >= 5:
                 times["in_process"].append((t1 - t0) * 1000)
                 times["mcp_stdio"].append((t2 - t1) * 1000)
+    times["differing"] = [float(differing)]
     return times
 
 
@@ -93,6 +97,10 @@ def run(ctx: Context) -> Section:
             passed=mcp_med <= TARGET_MEDIAN_MS,
             note=f"p90 {percentile(mcp, 90):.2f} ms over MCP vs {percentile(local, 90):.2f} ms "
             "in process; calls alternate",
+            checks={
+                "every call answered, none an error": len(mcp) == n == len(local),
+                "the same text both ways": times["differing"] == [0.0],
+            },
         )
     ]
     details = (
