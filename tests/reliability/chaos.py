@@ -405,6 +405,27 @@ def run_chaos(
                 srv.refuse_handshakes(None)
             record.ended = time.monotonic()
 
+        def connect_counts() -> dict[str, int]:
+            return {name: c.connect_count for name, c in client.status().channels.items()}
+
+        def on_new_links(cut: dict[str, int] | None) -> bool:
+            """Connected, on links opened after ``cut`` (the counts when a fault ended them).
+
+            ``status().connected`` alone may be stale: a starved client loop may not yet have
+            read the reset of a link a fault just dropped, and a fault applied then hits a
+            link already down (it tests nothing, and the books see one connect too few).
+            """
+            st = client.status()
+            return st.connected and (
+                cut is None
+                or all(c.connect_count > cut.get(name, 0) for name, c in st.channels.items())
+            )
+
+        def wait_new_links(cut: dict[str, int] | None) -> None:
+            deadline = time.monotonic() + settle_timeout
+            while not on_new_links(cut) and time.monotonic() < deadline:
+                time.sleep(0.01)
+
         threads: list[threading.Thread] = []
         client.start()
         try:
@@ -423,16 +444,22 @@ def run_chaos(
             ]
             for t in threads:
                 t.start()
+            cut: dict[str, int] | None = None  # connect counts when a fault last ended links
             for fault in schedule:
                 delay = t0 + fault.at - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
-                # Each fault hits a connected client: on a busy machine the last reconnect may
-                # still be under way, and a fault on a link already down tests nothing.
-                client.wait_connected(timeout=settle_timeout)
+                # Each fault hits a connected client on links opened since the last fault that
+                # ended some: on a busy machine the reconnect may still be under way (or not
+                # yet begun: the client hasn't read the reset), and a fault on a link already
+                # down tests nothing. A freeze a busy client never noticed may leave its links.
+                wait_new_links(cut)
+                counts = connect_counts()
                 record = FaultRecord(fault)
                 apply(record)
                 report.faults.append(record)
+                if fault.kind != "freeze":
+                    cut = counts
             remaining = t0 + duration - time.monotonic()
             if remaining > 0:
                 time.sleep(remaining)
@@ -453,6 +480,8 @@ def run_chaos(
                 t.join(timeout=30)
             # One last reconnect: in documented mode the server pushes unsubscribed (unknown)
             # types only as the back-log of a new connection.
+            wait_new_links(cut)
+            flush_cut = connect_counts()
             flush = FaultRecord(Fault(round(time.monotonic() - t0, 3), "drop", 0.0))
             apply(flush)
             report.faults.append(flush)
@@ -472,7 +501,9 @@ def run_chaos(
                 return n.event.event_type.startswith("mention") and f"chat:{twin}" in seen_notes
 
             def caught_up() -> bool:
-                if not client.status().connected:
+                # Reconnected since the last drop (a stale "connected" from before it, with
+                # the server's links all gone, would make everything below hold vacuously).
+                if not on_new_links(flush_cut):
                     return False
                 chat_ids = srv._call(lambda: [m.id for m in srv.state.chat])
                 if any(cid not in seen_chat for cid in chat_ids):
