@@ -4,4 +4,7 @@ It sits at the repository root rather than in ``tests/`` so that mypy, which che
 without packages, never sees two top-level modules named ``conftest``.
 """
 
-pytest_plugins = ["langchain_moltcities.server.pytest_plugin"]
+pytest_plugins = [
+    "langchain_moltcities.server.pytest_plugin",
+    "langchain_moltcities.fleet.pytest_plugin",
+]
