@@ -20,7 +20,7 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from langchain_moltcities.server import live
+from langchain_moltcities.server import community, live
 from langchain_moltcities.server.state import (
     PERSONAL,
     TOWN_SQUARE,
@@ -193,19 +193,19 @@ def build_app(hub: Hub) -> Starlette:
 
     async def notification_stats(request: Request) -> tuple[int, Any]:
         live_only()
-        return 200, state.notification_stats(me_agent(request))
+        return 200, community.notification_stats(state, me_agent(request))
 
-    async def my_sites(request: Request) -> tuple[int, Any]:
-        live_only()
-        return 200, state.my_sites(me_agent(request))
+    async def my_sites(request: Request) -> tuple[int, Any]:  # both modes, as on the server
+        return 200, community.my_sites(state, me_agent(request))
 
     async def get_agent(request: Request) -> tuple[int, Any]:
-        live_only()
-        return 200, state.agent_profile(request.path_params["agent"])
+        return 200, community.agent_profile(state, request.path_params["agent"])
 
     async def follow(request: Request) -> tuple[int, Any]:
         live_only()
-        reply, effects = state.follow_site(me_agent(request), request.path_params["handle"])
+        reply, effects = community.follow_site(
+            state, me_agent(request), request.path_params["handle"]
+        )
         hub.apply(effects)
         return (201 if reply["message"] == "Following." else 200), reply
 
@@ -213,14 +213,14 @@ def build_app(hub: Hub) -> Starlette:
         live_only()
         agent = me_agent(request)
         body = await _json_body(request)
-        reply, effects = state.post_town_square(agent, body.get("message"))
+        reply, effects = community.post_town_square(state, agent, body.get("message"))
         hub.apply(effects)
         return 201, reply
 
     async def ws_status(request: Request) -> tuple[int, Any]:
         live_only()
         me_agent(request)
-        return 200, state.ws_status()
+        return 200, community.ws_status(state)
 
     async def read_one(request: Request) -> tuple[int, Any]:
         agent = me_agent(request)
@@ -255,20 +255,22 @@ def build_app(hub: Hub) -> Starlette:
     async def create_job(request: Request) -> tuple[int, Any]:
         agent = me_agent(request)
         body = await _json_body(request)
-        return 201, state.create_job(agent, body.get("title"), body.get("description"))
+        return 201, community.create_job(state, agent, body.get("title"), body.get("description"))
 
     async def apply_job(request: Request) -> tuple[int, Any]:
         agent = me_agent(request)
         body = await _json_body(request)
-        reply, effects = state.apply_job(agent, request.path_params["job_id"], body.get("proposal"))
+        reply, effects = community.apply_job(
+            state, agent, request.path_params["job_id"], body.get("proposal")
+        )
         hub.apply(effects)
         return 201, reply
 
     async def job_status(request: Request) -> tuple[int, Any]:
         agent = me_agent(request)
         body = await _json_body(request)
-        reply, effects = state.set_job_status(
-            agent, request.path_params["job_id"], body.get("status")
+        reply, effects = community.set_job_status(
+            state, agent, request.path_params["job_id"], body.get("status")
         )
         hub.apply(effects)
         return 200, reply

@@ -176,6 +176,27 @@ def notification_page(
     }
 
 
+HOURLY_LIMIT_ERRORS = {
+    "chat": "Rate limit exceeded. Your tier allows {limit} messages/hour.",
+    "message": "Too many messages. Try again later.",
+    "guestbook": "Too many guestbook entries. Try again later.",
+}
+
+
+def hourly_limit_body(kind: str, limit: int) -> dict[str, Any]:
+    """The live 429 for a spent hourly allowance: only chat says when to retry."""
+    error = HOURLY_LIMIT_ERRORS[kind].format(limit=limit)
+    if kind == "chat":
+        return {"error": error, "limit": limit, "tier": TRUST_TIER["tier"], "retry_after": 3600}
+    return {
+        "error": error,
+        "your_tier": TRUST_TIER["tier"],
+        "tier_name": TRUST_TIER["name"],
+        "limit_per_hour": limit,
+        **({"hint": "Publish a site and wait 7 days"} if kind == "message" else {}),
+    }
+
+
 def is_rest_id(notification_id: str) -> bool:
     return notification_id.startswith(("msg_", "gb_", "jc_", "js_"))
 

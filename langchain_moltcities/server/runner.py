@@ -110,6 +110,8 @@ class LocalServer:
         host: str = "127.0.0.1",
         port: int = 0,
         chat_rate_limit: tuple[int, float] = (10, 10.0),
+        hourly_limits: Mapping[str, int] | None = None,
+        displacement_race: float = 0.0,
         max_message_size: int = 1024 * 1024,
         agent_keys: Mapping[str, tuple[str, str]] | None = None,
         close_hold: float | None = None,
@@ -118,7 +120,11 @@ class LocalServer:
 
         ``close_hold``: seconds the TCP connection stays open after the server's own close
         frame (4003 displacement, 4000 idle, ``disconnect_all``); default 10 s in live mode as
-        on the live server, 0 in documented mode.
+        on the live server, 0 in documented mode. ``hourly_limits`` (live mode) caps each
+        agent's posts an hour by kind, ``{"chat": 60, "message": 30, "guestbook": 20}`` being
+        the live server's tier 1; none by default. ``displacement_race`` (live mode): for that
+        many seconds after a 4003 the new connection gets no pushes (they are queued for the
+        next reconnect) and no Town Square broadcasts, as on the live server; 0 (off) by default.
         """
         self.mode: Mode = mode
         if close_hold is None:
@@ -129,7 +135,13 @@ class LocalServer:
         self.host = host
         self.idle_check_interval = idle_check_interval
         self.max_message_size = max_message_size
-        self.state = ServerState(mode, idle_timeout=idle_timeout, chat_rate_limit=chat_rate_limit)
+        self.state = ServerState(
+            mode,
+            idle_timeout=idle_timeout,
+            chat_rate_limit=chat_rate_limit,
+            hourly_limits=dict(hourly_limits or {}),
+            displacement_race=displacement_race,
+        )
         known = dict(agent_keys or {})
         for handle in [*agents, *(h for h in known if h not in set(agents))]:
             agent_id, key = known.get(handle, (None, None))

@@ -19,11 +19,14 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langchain_moltcities.protocol import DOCUMENTED_EVENT_TYPES, parse_timestamp
 from langchain_moltcities.server import events, live
 from langchain_moltcities.server.events import AgentRef, Event, Mode
+
+if TYPE_CHECKING:
+    from langchain_moltcities.server.community import Job
 
 PERSONAL = "personal"
 TOWN_SQUARE = "town-square"
@@ -32,7 +35,6 @@ CHAT_MAX_CHARS = 500
 MESSAGE_BODY_MAX_CHARS = 5000
 HANDLE_RE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 MENTION_RE = re.compile(r"@([a-zA-Z0-9_-]+)")
-JOB_STATUSES = ("open", "in_progress", "submitted", "completed", "approved", "paid", "cancelled")
 
 # srv.notify() with a bare event name: which REST list type and id prefix it gets.
 _REST_TYPE_FOR_EVENT: dict[str, tuple[str, str]] = {
@@ -125,18 +127,6 @@ class ChatMessage:
     created: datetime
 
 
-@dataclass
-class Job:
-    id: str
-    title: str
-    description: str
-    poster: Agent
-    status: str = "open"
-    worker: Agent | None = None
-    reward_lamports: int = 0
-    attempts: int = 0
-
-
 def _rand(n: int = 10) -> str:
     return secrets.token_urlsafe(n)[:n]
 
@@ -162,6 +152,8 @@ class ServerState:
         *,
         idle_timeout: float = 300.0,
         chat_rate_limit: tuple[int, float] = (10, 10.0),
+        hourly_limits: dict[str, int] | None = None,
+        displacement_race: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
         wallclock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -170,6 +162,20 @@ class ServerState:
         self.mode: Mode = mode
         self.idle_timeout = idle_timeout
         self.chat_rate_limit = chat_rate_limit
+        # Live mode: per-agent posts an hour by kind ("chat", "message", "guestbook"), as the
+        # live server's trust tiers allow (e.g. 60, 30, 20 at tier 1); none unless given.
+        unknown = set(hourly_limits or {}) - set(live.HOURLY_LIMIT_ERRORS)
+        if unknown:
+            raise ValueError(
+                f"unknown hourly limit kind(s) {sorted(unknown)}; use chat, message or guestbook"
+            )
+        self.hourly_limits = dict(hourly_limits or {})
+        # Live: for this long after a 4003 the new connection is missing from the live
+        # server's map (the old socket's close handler deletes the agent's entry), so pushes
+        # to it are queued for the next reconnect and Town Square chat passes it by.
+        self.displacement_race = displacement_race
+        self._hidden_until: dict[str, float] = {}  # conn id -> clock time it reappears
+        self._hourly: dict[tuple[str, str], deque[float]] = {}
         self._clock = clock
         self._wallclock = wallclock
         self._last_time: datetime | None = None
@@ -250,12 +256,22 @@ class ServerState:
 
     # ------------------------------------------------------------------ connections
 
+    def _visible(self, session: Session) -> bool:
+        """False while a live displacement race hides the connection from its channel."""
+        until = self._hidden_until.get(session.conn_id)
+        if until is None:
+            return True
+        if self._clock() < until:
+            return False
+        del self._hidden_until[session.conn_id]
+        return True
+
     def _sessions_for(self, channel: str) -> list[Session]:
-        return [s for s in self.sessions.values() if s.channel == channel]
+        return [s for s in self.sessions.values() if s.channel == channel and self._visible(s)]
 
     def _find_session(self, agent: Agent, channel: str) -> Session | None:
         for s in self.sessions.values():
-            if s.agent.id == agent.id and s.channel == channel:
+            if s.agent.id == agent.id and s.channel == channel and self._visible(s):
                 return s
         return None
 
@@ -294,6 +310,8 @@ class ServerState:
             effects.append(Close(old.conn_id, 4003, "New connection opened"))
         session = Session(conn_id, agent, channel, str(uuid.uuid4()), self._clock())
         self.sessions[conn_id] = session
+        if old is not None and self.mode == "live" and self.displacement_race > 0:
+            self._hidden_until[conn_id] = self._clock() + self.displacement_race
         server_time = self.iso(self.now())
         if channel == TOWN_SQUARE:
             if old is None:
@@ -335,6 +353,7 @@ class ServerState:
     def close_session(self, conn_id: str) -> list[Effect]:
         """The connection went away (client close or transport lost)."""
         session = self.sessions.pop(conn_id, None)
+        self._hidden_until.pop(conn_id, None)
         if session is not None:
             self.session_ends[conn_id] = "gone"
         if session is None or session.channel != TOWN_SQUARE:
@@ -343,6 +362,7 @@ class ServerState:
 
     def _server_close(self, session: Session, code: int, reason: str) -> list[Effect]:
         del self.sessions[session.conn_id]
+        self._hidden_until.pop(session.conn_id, None)
         self.session_ends[session.conn_id] = f"closed:{code}"
         effects: list[Effect] = [Close(session.conn_id, code, reason)]
         if session.channel == TOWN_SQUARE:
@@ -614,22 +634,6 @@ class ServerState:
         marked = sum(1 for r in results if r["marked_read"])
         return {"results": results, "marked_count": marked, "total": len(results)}
 
-    def notification_stats(self, agent: Agent) -> dict[str, Any]:
-        """Live ``GET /api/notifications/stats``: unread messages and the last day's others."""
-        rows = self._live_rows(agent)
-        counts = {t: sum(1 for r in rows if r.type == t) for t in live.REST_LISTED_TYPES}
-        unread = sum(1 for r in rows if r.type == "message" and not r.read)
-        return {
-            "unread_messages": unread,
-            "new_guestbook_entries": counts["guestbook"],
-            "new_job_attempts": counts["job_attempt"],
-            "new_job_updates": counts["job_status"],
-            "total_unread": unread
-            + counts["guestbook"]
-            + counts["job_attempt"]
-            + counts["job_status"],
-        }
-
     # ------------------------------------------------------------------ chat
 
     def _rest_agent(self, agent: Agent) -> dict[str, Any]:
@@ -651,7 +655,22 @@ class ServerState:
             "agent": self._rest_agent(m.agent),
         }
 
+    def hourly_check(self, agent: Agent, kind: str) -> None:
+        """Live: refuse a post over the agent's hourly allowance for ``kind`` (429)."""
+        limit = self.hourly_limits.get(kind) if self.mode == "live" else None
+        if limit is None:
+            return
+        now = self._clock()
+        times = self._hourly.setdefault((agent.id, kind), deque())
+        while times and now - times[0] >= 3600:
+            times.popleft()
+        if len(times) >= limit:
+            raise ApiError(429, **live.hourly_limit_body(kind, limit))
+        times.append(now)
+
     def _rate_check(self, agent: Agent) -> None:
+        if self.mode == "live":
+            self.hourly_check(agent, "chat")
         count, window = self.chat_rate_limit
         now = self._clock()
         times = self._chat_times.setdefault(agent.id, deque())
@@ -719,35 +738,6 @@ class ServerState:
             effects += self.raise_event(target, mention(self.mode, agent.ref(), m.id, text))
         return {"success": True, "message": self._rest_chat(m)}, effects
 
-    def post_town_square(self, agent: Agent, message: Any) -> tuple[dict[str, Any], list[Effect]]:
-        """Live only: the legacy ``POST /api/town-square`` (280 characters, ``ts_`` ids), whose
-        mentions arrive as ``mention.town_square``."""
-        self._rate_check(agent)
-        if not message or not isinstance(message, str):
-            raise ApiError(400, "message is required")
-        if not 1 <= len(message) <= 280:
-            raise ApiError(400, "Message must be 1-280 characters", received_length=len(message))
-        _, effects = self._store_chat(
-            agent,
-            "ts_" + _rand(16),
-            message.strip(),
-            lambda mode, author, post_id, text: events.town_square_mention(author, post_id, text),
-        )
-        m = self.chat[-1]
-        post = {
-            "id": m.id,
-            "message": m.message,
-            "signature": None,
-            "created_at": m.created_at,
-            "agent": {
-                "id": agent.id,
-                "name": agent.name,
-                "avatar": None,
-                "site_url": live.site_url(agent.handle),
-            },
-        }
-        return {"message": "Posted to Town Square.", "post": post}, effects
-
     def _mentioned(self, text: str, author: Agent) -> Iterable[Agent]:
         seen: set[str] = set()
         for handle in MENTION_RE.findall(text):
@@ -811,47 +801,11 @@ class ServerState:
             }
         }
 
-    def my_sites(self, agent: Agent) -> dict[str, Any]:
-        return live.my_sites_body(self._profile(agent))
-
-    def agent_profile(self, id_or_slug: str) -> dict[str, Any]:
-        """``GET /api/agents/{id or slug}`` (live)."""
-        agent = self.agent_by_handle(id_or_slug) or next(
-            (a for a in self.agents.values() if a.id == id_or_slug), None
-        )
-        if agent is None:
-            raise ApiError(404, "Agent not found")
-        return live.agent_body(self._profile(agent))
-
-    def follow_site(self, follower: Agent, slug: str) -> tuple[dict[str, Any], list[Effect]]:
-        """Live ``POST /api/sites/{slug}/follow``: the owner gets ``site.followed`` once."""
-        owner = self.agent_by_handle(slug)
-        if owner is None:
-            raise ApiError(404, "Site not found")
-        if owner.id == follower.id:
-            raise ApiError(400, "Can't follow your own site")
-        if (follower.id, owner.id) in self.follows:
-            return {"message": "Already following"}, []
-        self.follows.add((follower.id, owner.id))
-        event = events.site_followed(follower.ref(), "site_" + owner.id, owner.handle)
-        return {"message": "Following."}, self.raise_event(owner, event)
-
-    def ws_status(self) -> dict[str, Any]:
-        town = len(self._sessions_for(TOWN_SQUARE))
-        personal = len(self._sessions_for(PERSONAL))
-        return {
-            "websocket_status": {
-                "town_square": {"connections": town},
-                "personal_notifiers": {"total_connections": personal},
-                "total": town + personal,
-            },
-            "timestamp": self.iso(self.now()),
-        }
-
     def send_message(
         self, sender: Agent, handle: str, subject: Any, body: Any
     ) -> tuple[dict[str, Any], list[Effect]]:
         recipient = self._require_agent(handle)
+        self.hourly_check(sender, "message")
         if subject is not None and not isinstance(subject, str):
             raise ApiError(400, "subject must be a string")
         if not isinstance(body, str) or not body.strip():
@@ -868,6 +822,7 @@ class ServerState:
         self, author: Agent, handle: str, author_name: Any, message: Any
     ) -> tuple[dict[str, Any], list[Effect]]:
         owner = self._require_agent(handle)
+        self.hourly_check(author, "guestbook")
         if author_name is not None and not isinstance(author_name, str):
             raise ApiError(400, "author_name must be a string")
         if not isinstance(message, str) or not message.strip():
@@ -879,79 +834,3 @@ class ServerState:
             self.mode, author.ref(), author_name or author.name, owner.handle, entry_id, message
         )
         return {"message": "Signed."}, self.raise_event(owner, event)
-
-    def _require_job(self, job_id: str) -> Job:
-        job = self.jobs.get(job_id)
-        if job is None:
-            raise ApiError(404, "Job not found", job_id=job_id)
-        return job
-
-    def _job_body(self, job: Job) -> dict[str, Any]:
-        return {
-            "job": {
-                "id": job.id,
-                "title": job.title,
-                "description": job.description,
-                "status": job.status,
-                "poster_id": job.poster.id,
-                "worker_id": job.worker.id if job.worker else None,
-            }
-        }
-
-    def create_job(self, poster: Agent, title: Any, description: Any) -> dict[str, Any]:
-        for label, value in (("title", title), ("description", description)):
-            if not isinstance(value, str) or not value.strip():
-                raise ApiError(400, f"{label} is required (a non-empty string)")
-        assert isinstance(title, str) and isinstance(description, str)
-        job = Job("job_" + _rand(12), title.strip(), description, poster)
-        self.jobs[job.id] = job
-        return self._job_body(job)
-
-    def apply_job(
-        self, applicant: Agent, job_id: str, proposal: Any
-    ) -> tuple[dict[str, Any], list[Effect]]:
-        job = self._require_job(job_id)
-        if not isinstance(proposal, str) or not proposal.strip():
-            raise ApiError(400, "proposal is required (a non-empty string)")
-        if applicant.id == job.poster.id:
-            raise ApiError(400, "You cannot apply to your own job")
-        if job.worker is None:
-            job.worker = applicant
-        job.attempts += 1
-        event = events.job_application(
-            self.mode, applicant.ref(), job.id, job.title, proposal, live.new_id(), job.attempts
-        )
-        return self._job_body(job), self.raise_event(job.poster, event)
-
-    def set_job_status(
-        self, agent: Agent, job_id: str, status: Any
-    ) -> tuple[dict[str, Any], list[Effect]]:
-        job = self._require_job(job_id)
-        if status not in JOB_STATUSES:
-            raise ApiError(400, f"status must be one of: {', '.join(JOB_STATUSES)}")
-        participants = [job.poster] + ([job.worker] if job.worker else [])
-        if agent.id not in {p.id for p in participants}:
-            raise ApiError(403, "Only the job's poster or worker can change its status")
-        old, job.status = job.status, status
-        effects: list[Effect] = []
-        if self.mode == "live":
-            if job.worker is None:
-                return self._job_body(job), effects
-            facts = events.LiveJob(
-                job.id,
-                job.title,
-                job.poster.ref(),
-                job.worker.ref(),
-                job.reward_lamports,
-                self.iso(self.now() + timedelta(hours=24)),
-            )
-            by_id = {p.id: p for p in participants}
-            for recipient_id, event in events.live_job_events(facts, status):
-                if recipient_id != agent.id:
-                    effects += self.raise_event(by_id[recipient_id], event)
-            return self._job_body(job), effects
-        for other in participants:
-            if other.id != agent.id:
-                event = events.job_status(self.mode, agent.ref(), job.id, job.title, old, status)
-                effects += self.raise_event(other, event)
-        return self._job_body(job), effects

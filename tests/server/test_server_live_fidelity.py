@@ -75,6 +75,36 @@ async def test_chat_rate_limit_has_the_live_shape(
     assert 1 <= body["retry_after"] <= 60
 
 
+async def test_hourly_allowances_have_the_live_shapes(
+    moltcities_server_factory: ServerFactory, api_for: ApiFor
+) -> None:
+    """Only the chat's 429 says when to retry; messages' and guestbook's say nothing of it."""
+    srv = moltcities_server_factory(
+        mode="live", hourly_limits={"chat": 1, "message": 1, "guestbook": 1}
+    )
+    api = api_for(srv)
+    await api.chat("alice", "one")
+    await api.message("alice", "bob", "one")
+    await api.post("/api/sites/bob/guestbook", "alice", {"message": "one"})
+    chat = await api.post("/api/chat", "alice", {"message": "two"})
+    assert (chat.status_code, chat.json()) == (
+        429,
+        {
+            "error": "Rate limit exceeded. Your tier allows 1 messages/hour.",
+            "limit": 1,
+            "tier": 1,
+            "retry_after": 3600,
+        },
+    )
+    dm = await api.post("/api/agents/bob/message", "alice", {"body": "two"})
+    assert dm.status_code == 429 and "retry_after" not in dm.json()
+    assert dm.json()["error"] == "Too many messages. Try again later."
+    gb = await api.post("/api/sites/bob/guestbook", "alice", {"message": "two"})
+    assert gb.status_code == 429 and "retry_after" not in gb.json()
+    assert gb.json()["limit_per_hour"] == 1
+    await api.chat("bob", "others keep their own allowance")
+
+
 # ---------------------------------------------------------------------- reading
 
 
@@ -306,12 +336,19 @@ async def test_me_has_no_handle_my_sites_and_agents_name_it(
     assert (await api.get("/api/agents/nobody")).status_code == 404
 
 
-async def test_profile_routes_do_not_exist_in_documented_mode(
+async def test_profile_routes_exist_in_documented_mode_and_live_extras_do_not(
     moltcities_server: LocalServer, api_for: ApiFor
 ) -> None:
-    api = api_for(moltcities_server)
-    assert (await api.get("/api/my/sites", "alice")).status_code == 404
-    assert (await api.get(f"/api/agents/{moltcities_server.agents['alice'].id}")).status_code == 404
+    """The profile routes are the server's in either dialect (the spec does not list them);
+    the live-only extras raise events the documented protocol does not have."""
+    srv = moltcities_server
+    api = api_for(srv)
+    sites = (await api.get("/api/my/sites", "alice")).json()["sites"]
+    assert [s["slug"] for s in sites] == ["alice"]
+    profile = (await api.get(f"/api/agents/{srv.agents['alice'].id}")).json()["agent"]
+    assert profile["_links"]["site"] == "https://alice.moltcities.org"
+    assert (await api.post("/api/sites/alice/follow", "bob")).status_code == 404
+    assert (await api.post("/api/town-square", "bob", {"message": "x"})).status_code == 404
 
 
 # ---------------------------------------------------------------------- closing
@@ -340,3 +377,46 @@ async def test_close_frame_then_tcp_stays_open_for_the_hold(
     assert await ws.closed() == (4000, "Connection timeout")
     await eventually(lambda: ws.conn.protocol.state is websockets.protocol.State.CLOSED)
     assert ws.conn.protocol.close_rcvd is not None
+
+
+async def test_displacement_race_when_asked_for(
+    moltcities_server_factory: ServerFactory, api_for: ApiFor, connect: Connector
+) -> None:
+    """After a 4003 the live server loses track of the new connection for a while: pushes
+    to it are queued for the next reconnect and Town Square chat passes it by."""
+    srv = moltcities_server_factory(mode="live", displacement_race=60.0, close_hold=0.2)
+    api = api_for(srv)
+    first = await connect(srv, "alice")
+    await first.recv_type("connected")
+    second = await connect(srv, "alice")
+    await second.recv_type("connected")
+    assert await first.closed() == (4003, "New connection opened")
+    message_id = await api.message("bob", "alice", "lost in the race")
+    assert await second.until_pong() == []  # the push did not reach the new connection
+    third = await connect(srv, "alice")  # not a displacement: the server lost track of #2
+    await third.recv_type("connected")
+    queued = await third.recv_type("notification")
+    assert (queued["queued"], queued["data"]["message_id"]) == (True, message_id)
+
+    bob = await connect(srv, "bob", channel="town-square")
+    await bob.recv_type("connected")
+    old_ts = await connect(srv, "alice", channel="town-square")
+    await old_ts.recv_type("connected")
+    new_ts = await connect(srv, "alice", channel="town-square")
+    await new_ts.recv_type("connected")
+    assert await old_ts.closed() == (4003, "New connection opened")
+    await api.chat("bob", "right after the displacement")
+    assert (await bob.recv_type("chat"))["message"] == "right after the displacement"
+    assert await new_ts.until_pong() == []  # chat passed the new connection by
+
+
+async def test_no_displacement_race_by_default(
+    moltcities_live_server: LocalServer, api_for: ApiFor, connect: Connector
+) -> None:
+    srv = moltcities_live_server
+    first = await connect(srv, "alice")
+    await first.recv_type("connected")
+    second = await connect(srv, "alice")
+    await second.recv_type("connected")
+    await api_for(srv).message("bob", "alice", "straight through")
+    assert (await second.recv_type("notification"))["data"]["preview"] == "straight through"
