@@ -1,0 +1,161 @@
+"""Work sharing through a Redis Stream: real server, real worker processes, one killed.
+
+The books: every item acked by exactly one worker, its MoltCities id queued for the holder
+exactly once, nothing left pending; and through the bridge, acks from a worker process reach
+the (local) MoltCities server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from langchain_moltcities import MoltCitiesClient
+from langchain_moltcities.fleet.bridge import HolderBridge
+from langchain_moltcities.fleet.stream import WorkStream
+from langchain_moltcities.protocol import NotificationFrame
+from langchain_moltcities.server.runner import LocalServer
+from langchain_moltcities.testing import wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class StreamWorker:
+    def __init__(self, url: str, name: str, visibility: float, hang: bool = False) -> None:
+        args = [sys.executable, "-m", "tests.fleet.stream_worker", url, name, str(visibility)]
+        self.proc = subprocess.Popen(
+            [*args, *(["hang"] if hang else [])],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=os.environ | {"PYTHONPATH": str(ROOT)},
+        )
+        self.lines: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+        wait_until(lambda: "ready" in self.lines, f"worker {name} to start", timeout=60)
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.strip())
+
+    def ids(self, what: str) -> list[str]:
+        return [line.split()[1] for line in self.lines if line.startswith(what + " ")]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=30)
+
+
+@pytest.fixture
+def spawn(redis_url: str) -> Iterator[Callable[..., StreamWorker]]:
+    started: list[StreamWorker] = []
+
+    def start(name: str, visibility: float, hang: bool = False) -> StreamWorker:
+        w = StreamWorker(redis_url, name, visibility, hang)
+        started.append(w)
+        return w
+
+    yield start
+    for w in started:
+        w.stop()
+
+
+def _frame(i: int) -> NotificationFrame:
+    return NotificationFrame(id=f"n{i}", event_type="inbox.message", data={"preview": f"#{i}"})
+
+
+async def test_each_item_is_acked_by_exactly_one_worker_even_when_one_dies(
+    redis_url: str, spawn: Callable[..., StreamWorker]
+) -> None:
+    visibility = 0.5
+    holder = WorkStream(redis_url, "agent_x", visibility_timeout=visibility)
+    try:
+        doomed = spawn("doomed", visibility, hang=True)
+        for i in range(40):
+            await holder.append(_frame(i))
+        await asyncio.to_thread(wait_until, lambda: doomed.ids("got"), "the doomed worker's read")
+        taken = doomed.ids("got")
+        doomed.stop()  # SIGKILL mid-turn: its entries stay pending, never acked
+        workers = [spawn("w1", visibility), spawn("w2", visibility)]
+        for i in range(40, 60):
+            await holder.append(_frame(i))
+
+        def acked() -> list[str]:
+            return [i for w in workers for i in w.ids("acked")]
+
+        await asyncio.to_thread(
+            wait_until, lambda: len(set(acked())) == 60, "all 60 acked", timeout=60
+        )
+        counts = Counter(acked())
+        assert set(counts) == {f"n{i}" for i in range(60)}
+        assert max(counts.values()) == 1, [i for i, n in counts.items() if n > 1]
+        claimed = {
+            i
+            for w in workers
+            for line in w.lines
+            if line.endswith(" claimed")
+            for i in [line.split()[1]]
+        }
+        assert set(taken) <= claimed  # the dead worker's items were taken over, not lost
+        assert not any("ack-mismatch" in line for w in workers for line in w.lines)
+        assert await holder.pending() == 0
+        # The holder's list has each MoltCities id exactly once.
+        queued = await holder.take_acks(1000)
+        assert sorted(queued) == sorted(f"n{i}" for i in range(60))
+    finally:
+        await holder.aclose()
+
+
+async def test_the_stream_is_trimmed(redis_url: str) -> None:
+    stream = WorkStream(redis_url, "agent_x", maxlen=100)
+    try:
+        for i in range(1000):
+            await stream.append(_frame(i))
+        length = await stream._redis.xlen(stream.key)
+        assert 100 <= length < 1000  # MAXLEN ~: trimmed in whole nodes, never below 100
+    finally:
+        await stream.aclose()
+
+
+async def test_acks_from_a_worker_process_reach_moltcities(
+    moltcities_server: LocalServer, redis_url: str, spawn: Callable[..., StreamWorker]
+) -> None:
+    srv = moltcities_server
+    client = MoltCitiesClient(srv.agents["alice"].api_key, srv.base_url).start()
+    stream = WorkStream(redis_url, "agent_x", visibility_timeout=5.0)
+    bridge = HolderBridge(client, stream)
+    stop = asyncio.Event()
+    pumping = asyncio.create_task(bridge.run(stop, interval=0.02))
+    try:
+        assert await asyncio.to_thread(client.wait_connected, 15)
+        worker = spawn("w1", 5.0)
+        for i in range(5):
+            srv.notify("alice", "inbox.message", {"message_id": f"m{i}", "preview": f"#{i}"})
+        alice = srv.agents["alice"].id
+
+        def acked_on_server() -> list[bool]:
+            return srv._call(lambda: [n.acked for n in srv.state.notifications[alice]])
+
+        await asyncio.to_thread(
+            wait_until,
+            lambda: len(acked_on_server()) == 5 and all(acked_on_server()),
+            "the worker's acks to reach the server",
+            30,
+        )
+        assert len(worker.ids("acked")) == 5
+        assert bridge.appended == 5 and bridge.acks_sent == 5
+    finally:
+        stop.set()
+        await pumping
+        await stream.aclose()
+        await asyncio.to_thread(client.close)
