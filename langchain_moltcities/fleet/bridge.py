@@ -4,7 +4,7 @@ Runs in the process that holds the identity's lease (:mod:`.lease`), beside its
 :class:`~langchain_moltcities.MoltCitiesClient`, and talks to the client only through its
 public API: ``read_notifications`` (so the holder's own agent reads nothing; the workers do)
 and ``aack``. Items Redis did not take stay in the bridge (bounded) and are appended when it
-answers again; acks that could not be sent go back to the list.
+answers again; acked ids leave Redis's list only after the client has taken them.
 """
 
 from __future__ import annotations
@@ -53,16 +53,13 @@ class HolderBridge:
             moved += 1
         self.appended += moved
         try:
-            ids = await self.stream.take_acks()
+            ids = await self.stream.peek_acks()
         except Exception as exc:
             _log.warning("fleet: reading acks from %s failed (%s)", self.stream.acks_key, exc)
             return moved
         if ids:
-            try:
-                await self.client.aack(ids)
-            except Exception:
-                await self.stream.return_acks(ids)
-                raise
+            await self.client.aack(ids)  # queued by the client if its socket is down
+            await self.stream.drop_acks(len(ids))
             self.acks_sent += len(ids)
         return moved + len(ids)
 

@@ -24,6 +24,15 @@ if TYPE_CHECKING:
 
 __all__ = ["StreamEntry", "WorkStream"]
 
+# KEYS: stream, the id's "appended" marker. ARGV: maxlen, marker ttl ms, id, frame, redelivery.
+_APPEND = """
+if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[2]) then
+  return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*',
+                    'id', ARGV[3], 'frame', ARGV[4], 'redelivery', ARGV[5])
+end
+return false
+"""
+
 # KEYS: stream, ack list. ARGV: group, then (entry id, MoltCities id) pairs. Queues an id for
 # the holder only if this XACK is the one that settled the entry.
 _ACK = """
@@ -60,6 +69,7 @@ class WorkStream:
         maxlen: int = 10_000,
         visibility_timeout: float = 30.0,
         prefix: str = "moltcities",
+        dedupe_ttl: float = 24 * 3600,
     ) -> None:
         try:
             import redis.asyncio as aioredis
@@ -68,7 +78,8 @@ class WorkStream:
                 'the work stream needs the redis package: pip install "langchain-moltcities[redis]"'
             ) from None
         self.identity, self.group, self.maxlen = identity, group, maxlen
-        self.visibility_timeout = visibility_timeout
+        self.visibility_timeout, self.dedupe_ttl = visibility_timeout, dedupe_ttl
+        self.prefix = prefix
         self.key = agent_key(prefix, identity, "notifications")
         self.acks_key = agent_key(prefix, identity, "acks")
         self.location = redact_url(url)
@@ -76,6 +87,7 @@ class WorkStream:
         self._response_error: type[BaseException] = aioredis.ResponseError
         self._group_ready = False
         self._ack = self._redis.register_script(_ACK)
+        self._append = self._redis.register_script(_APPEND)
 
     def __repr__(self) -> str:
         return f"WorkStream({self.identity!r}, {self.location!r})"
@@ -93,25 +105,33 @@ class WorkStream:
 
     # ------------------------------------------------------------------ the holder's side
 
-    async def append(self, frame: NotificationFrame, *, redelivery: bool = False) -> str:
-        """Add one delivered item; the stream keeps about ``maxlen`` entries (oldest trimmed)."""
+    async def append(self, frame: NotificationFrame, *, redelivery: bool = False) -> str | None:
+        """Add one delivered item, unless this MoltCities id was appended before (within
+        ``dedupe_ttl``: a new holder is sent again what its predecessor had appended). The
+        stream keeps about ``maxlen`` entries (oldest trimmed). Returns the entry id or None.
+        """
         await self.ensure_group()
-        fields: dict[Any, Any] = {
-            "id": frame.id,
-            "frame": frame.model_dump_json(),
-            "redelivery": "1" if redelivery else "0",
-        }
-        return str(await self._redis.xadd(self.key, fields, maxlen=self.maxlen, approximate=True))
+        got = await self._append(
+            keys=[self.key, agent_key(self.prefix, self.identity, "appended", frame.id)],
+            args=[
+                self.maxlen,
+                int(self.dedupe_ttl * 1000),
+                frame.id,
+                frame.model_dump_json(),
+                "1" if redelivery else "0",
+            ],
+        )
+        return None if got is None else str(got)
 
-    async def take_acks(self, count: int = 500) -> list[str]:
-        """MoltCities ids that workers acked, removed from the list (the holder sends them)."""
-        got = await self._redis.lpop(self.acks_key, count)
-        return [str(i) for i in got or []]
+    async def peek_acks(self, count: int = 500) -> list[str]:
+        """The oldest MoltCities ids that workers acked (the holder sends, then drops them)."""
+        got = await self._redis.lrange(self.acks_key, 0, count - 1)
+        return [str(i) for i in got]
 
-    async def return_acks(self, ids: list[str]) -> None:
-        """Put ids back at the head of the list (sending them failed; try again later)."""
-        if ids:
-            await self._redis.lpush(self.acks_key, *reversed(ids))
+    async def drop_acks(self, count: int) -> None:
+        """Forget the ``count`` oldest acked ids (they reached MoltCities). Only the holder
+        calls this, and a holder that dies before it only makes its successor re-send them."""
+        await self._redis.ltrim(self.acks_key, count, -1)
 
     # ------------------------------------------------------------------ a worker's side
 

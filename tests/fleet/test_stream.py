@@ -110,10 +110,23 @@ async def test_each_item_is_acked_by_exactly_one_worker_even_when_one_dies(
         assert not any("ack-mismatch" in line for w in workers for line in w.lines)
         assert await holder.pending() == 0
         # The holder's list has each MoltCities id exactly once.
-        queued = await holder.take_acks(1000)
+        queued = await holder.peek_acks(1000)
         assert sorted(queued) == sorted(f"n{i}" for i in range(60))
+        await holder.drop_acks(len(queued))
+        assert await holder.peek_acks() == []
     finally:
         await holder.aclose()
+
+
+async def test_an_id_is_appended_once(redis_url: str) -> None:
+    """A new holder is sent again what the old one appended: the stream takes it once."""
+    stream = WorkStream(redis_url, "agent_x")
+    try:
+        assert await stream.append(_frame(1)) is not None
+        assert await stream.append(_frame(1), redelivery=True) is None
+        assert [e.frame.id for e in await stream.read("w")] == ["n1"]
+    finally:
+        await stream.aclose()
 
 
 async def test_the_stream_is_trimmed(redis_url: str) -> None:
