@@ -172,3 +172,79 @@ async def test_acks_from_a_worker_process_reach_moltcities(
         await pumping
         await stream.aclose()
         await asyncio.to_thread(client.close)
+
+
+class FleetProcess:
+    def __init__(self, srv: LocalServer, redis_url: str, name: str) -> None:
+        args = [srv.agents["alice"].api_key, srv.base_url, redis_url, name]
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.fleet.fleet_worker", *args],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=os.environ | {"PYTHONPATH": str(ROOT)},
+        )
+        self.lines: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.strip())
+
+    @property
+    def holding(self) -> bool:
+        said = [line for line in self.lines if line.startswith("holder ")]
+        return bool(said) and said[-1] == "holder on"
+
+    def handled(self) -> list[str]:
+        return [line.split()[1] for line in self.lines if line.startswith("handled ")]
+
+
+def test_three_workers_one_identity_holder_killed(
+    moltcities_server: LocalServer, redis_url: str
+) -> None:
+    """3 worker processes, the local server, Redis; the holder SIGKILLed halfway. The books:
+    every notification acked on the server, each handled once (only an item the dead worker
+    was handling when killed may have been handled again), and a new holder took over."""
+    srv = moltcities_server
+    workers = [FleetProcess(srv, redis_url, f"w{i}") for i in range(3)]
+    alice = srv.agents["alice"].id
+
+    def notes_on_server() -> list[tuple[str, bool]]:
+        return srv._call(lambda: [(n.id, n.acked) for n in srv.state.notifications[alice]])
+
+    try:
+        wait_until(lambda: sum(w.holding for w in workers) == 1, "one holder", timeout=60)
+        first = next(w for w in workers if w.holding)
+        for i in range(15):
+            srv.notify("alice", "inbox.message", {"message_id": f"a{i}", "preview": f"#{i}"})
+        wait_until(
+            lambda: sum(len(w.handled()) for w in workers) >= 5, "traffic to flow", timeout=60
+        )
+        first.proc.kill()
+        first.proc.wait(timeout=30)
+        for i in range(15):
+            srv.notify("alice", "inbox.message", {"message_id": f"b{i}", "preview": f"#{i}"})
+        survivors = [w for w in workers if w is not first]
+        wait_until(lambda: any(w.holding for w in survivors), "a new holder", timeout=60)
+        assert sum(w.holding for w in survivors) == 1
+        wait_until(
+            lambda: len(notes_on_server()) == 30 and all(a for _, a in notes_on_server()),
+            "every notification acked on the server",
+            timeout=90,
+        )
+        ids = {i for i, _ in notes_on_server()}
+        by_survivors = Counter(i for w in survivors for i in w.handled())
+        assert max(by_survivors.values()) == 1, by_survivors
+        assert ids <= set(by_survivors) | set(first.handled())
+    finally:
+        for w in workers:
+            if w.proc.poll() is None:
+                w.proc.terminate()
+        for w in workers:
+            try:
+                w.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                w.proc.kill()
+                w.proc.wait(timeout=30)
