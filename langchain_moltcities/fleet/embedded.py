@@ -113,10 +113,14 @@ class EmbeddedRedis:
         except OSError:
             return False
 
-    def stop(self) -> None:
-        """Stop the server (SIGKILL: a crash, as far as its clients can tell); keep its folder."""
+    def stop(self, *, graceful: bool = False) -> None:
+        """Stop the server, keeping its folder: SIGKILL (a crash, as its clients see it), or
+        with ``graceful`` SIGTERM (it writes its append-only file out first)."""
         if self._proc is not None and self._proc.poll() is None:
-            self._proc.kill()
+            if graceful:
+                self._proc.terminate()
+            else:
+                self._proc.kill()
             self._proc.wait(timeout=30)
         self._proc = None
 

@@ -142,6 +142,16 @@ class WorkStream:
 
         ``block``: wait up to this many seconds for new entries when there are none.
         """
+        try:
+            return await self._read(consumer, count, block)
+        except self._response_error as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            # Redis restarted without its data (or the stream was deleted): make the group anew.
+            self._group_ready = False
+            return await self._read(consumer, count, block)
+
+    async def _read(self, consumer: str, count: int, block: float | None) -> list[StreamEntry]:
         await self.ensure_group()
         out: list[StreamEntry] = []
         reply: Any = await self._redis.xautoclaim(

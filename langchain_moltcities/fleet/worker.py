@@ -22,6 +22,7 @@ from langchain_moltcities.fleet.bridge import HolderBridge
 from langchain_moltcities.fleet.lease import HolderLease
 from langchain_moltcities.fleet.stream import StreamEntry, WorkStream
 from langchain_moltcities.settings import ClientSettings
+from langchain_moltcities.state import StateError
 
 __all__ = ["FleetWorker", "Handler"]
 
@@ -72,9 +73,14 @@ class FleetWorker:
                 await self._drop_client()
                 await self._wait(stop, self.lease.renew_every / 4)
                 continue
-            client = MoltCitiesClient(
-                self.api_key, self.base_url, settings=self.settings, state=self.redis_url
-            )
+            try:
+                client = MoltCitiesClient(
+                    self.api_key, self.base_url, settings=self.settings, state=self.redis_url
+                )
+            except StateError as exc:  # Redis went away between the lease and the state
+                _log.warning("fleet: cannot open the holder's client (%s)", exc)
+                await self._wait(stop, self.lease.renew_every)
+                continue
             await asyncio.to_thread(client.start)
             self.client = client
             if self.on_holding is not None:
@@ -105,7 +111,20 @@ class FleetWorker:
                 continue
             for entry in entries:
                 await self.handler(entry)
+                await self._ack(entry, stop)
+
+    async def _ack(self, entry: StreamEntry, stop: asyncio.Event) -> None:
+        # Redis may be away: keep trying (until stop) so the entry is not claimed and handled
+        # again by another worker once its visibility timeout runs out.
+        while True:
+            try:
                 await self.stream.ack([entry])
+                return
+            except Exception as exc:
+                if stop.is_set():
+                    return
+                _log.warning("fleet: ack of %s failed (%s); retrying", entry.frame.id, exc)
+                await self._wait(stop, 0.2)
 
     @staticmethod
     async def _wait(stop: asyncio.Event, seconds: float) -> None:

@@ -25,7 +25,7 @@ async def main(api_key: str, base_url: str, redis_url: str, name: str) -> None:
     settings = ClientSettings(backoff_base=0.02, backoff_cap=0.2, close_timeout=0.2)
     worker = FleetWorker(
         api_key, base_url, redis_url, "alice", handle, name=name, lease_ttl=1.0,
-        visibility_timeout=2.0, settings=settings, on_holding=holding,
+        visibility_timeout=5.0, settings=settings, on_holding=holding,
     )  # fmt: skip
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)

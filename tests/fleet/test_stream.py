@@ -20,6 +20,7 @@ import pytest
 
 from langchain_moltcities import MoltCitiesClient
 from langchain_moltcities.fleet.bridge import HolderBridge
+from langchain_moltcities.fleet.embedded import EmbeddedRedis
 from langchain_moltcities.fleet.stream import WorkStream
 from langchain_moltcities.protocol import NotificationFrame
 from langchain_moltcities.server.runner import LocalServer
@@ -200,6 +201,20 @@ class FleetProcess:
     def handled(self) -> list[str]:
         return [line.split()[1] for line in self.lines if line.startswith("handled ")]
 
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+
+
+def _acked_books(srv: LocalServer) -> Callable[[], list[tuple[str, bool]]]:
+    alice = srv.agents["alice"].id
+    return lambda: srv._call(lambda: [(n.id, n.acked) for n in srv.state.notifications[alice]])
+
 
 def test_three_workers_one_identity_holder_killed(
     moltcities_server: LocalServer, redis_url: str
@@ -240,11 +255,37 @@ def test_three_workers_one_identity_holder_killed(
         assert ids <= set(by_survivors) | set(first.handled())
     finally:
         for w in workers:
-            if w.proc.poll() is None:
-                w.proc.terminate()
+            w.stop()
+
+
+def test_workers_ride_out_a_redis_restart(
+    moltcities_server: LocalServer, redis_factory: Callable[..., EmbeddedRedis]
+) -> None:
+    """Redis stopped (gracefully, its append-only file kept) and started again mid-traffic:
+    nobody holds meanwhile, then everything is handled once and acked on the server."""
+    srv = moltcities_server
+    server = redis_factory(appendonly=True)
+    workers = [FleetProcess(srv, server.url, f"w{i}") for i in range(2)]
+    books = _acked_books(srv)
+    try:
+        wait_until(lambda: sum(w.holding for w in workers) == 1, "one holder", timeout=60)
+        for i in range(10):
+            srv.notify("alice", "inbox.message", {"message_id": f"a{i}", "preview": f"#{i}"})
+        wait_until(lambda: sum(a for _, a in books()) >= 3, "traffic to flow", timeout=60)
+        server.stop(graceful=True)
+        wait_until(lambda: not any(w.holding for w in workers), "the holder to let go", 60)
+        for i in range(10):
+            srv.notify("alice", "inbox.message", {"message_id": f"b{i}", "preview": f"#{i}"})
+        server.start()
+        wait_until(
+            lambda: len(books()) == 20 and all(a for _, a in books()),
+            "every notification acked on the server",
+            timeout=90,
+        )
+        handled = Counter(i for w in workers for i in w.handled())
+        assert set(handled) == {i for i, _ in books()}
+        assert max(handled.values()) == 1, handled
+        assert all(w.proc.poll() is None for w in workers)  # nobody died of it
+    finally:
         for w in workers:
-            try:
-                w.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                w.proc.kill()
-                w.proc.wait(timeout=30)
+            w.stop()
