@@ -83,6 +83,8 @@ class FleetWorker:
                 continue
             await asyncio.to_thread(client.start)
             self.client = client
+            # "Holding" for the caller means serving: the sockets are up (bounded wait).
+            await asyncio.to_thread(client.wait_connected, self.lease.ttl * 4)
             if self.on_holding is not None:
                 self.on_holding(True)
             bridge = HolderBridge(client, self.stream)

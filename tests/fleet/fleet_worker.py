@@ -1,4 +1,5 @@
-"""A fleet worker process: ``python -m tests.fleet.fleet_worker API_KEY BASE_URL REDIS_URL NAME``.
+"""A fleet worker process: ``python -m tests.fleet.fleet_worker BASE_URL REDIS_URL NAME``,
+the API key on stdin (never on a command line).
 
 Prints ``holder on|off`` when it starts or stops holding, and ``handled ID`` for each item its
 "agent" is handed (the worker acks it right after).
@@ -15,7 +16,9 @@ from langchain_moltcities.fleet.stream import StreamEntry
 from langchain_moltcities.fleet.worker import FleetWorker
 
 
-async def main(api_key: str, base_url: str, redis_url: str, name: str) -> None:
+async def main(base_url: str, redis_url: str, name: str) -> None:
+    api_key = sys.stdin.readline().strip()
+
     async def handle(entry: StreamEntry) -> None:
         print(f"handled {entry.frame.id}", flush=True)
 
@@ -34,4 +37,4 @@ async def main(api_key: str, base_url: str, redis_url: str, name: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(*sys.argv[1:5]))
+    asyncio.run(main(*sys.argv[1:4]))

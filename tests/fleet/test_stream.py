@@ -177,14 +177,17 @@ async def test_acks_from_a_worker_process_reach_moltcities(
 
 class FleetProcess:
     def __init__(self, srv: LocalServer, redis_url: str, name: str) -> None:
-        args = [srv.agents["alice"].api_key, srv.base_url, redis_url, name]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.fleet.fleet_worker", *args],
+            [sys.executable, "-m", "tests.fleet.fleet_worker", srv.base_url, redis_url, name],
             cwd=ROOT,
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
             env=os.environ | {"PYTHONPATH": str(ROOT)},
         )
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(srv.agents["alice"].api_key + "\n")
+        self.proc.stdin.close()
         self.lines: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
 
