@@ -155,8 +155,7 @@ def client_flood_seconds(
     )
     with start_connected(client):
         t0 = time.perf_counter()
-        # The server's "go". Every documented type: the client filters on its own (the live
-        # server doesn't), and the flood mixes four types between its two mentions.
+        # The server's "go"; every type the flood sends, since the client filters by it.
         client.set_subscriptions(list(DOCUMENTED_EVENT_TYPES))
         if not probe.done.wait(600):
             raise RuntimeError("MoltCitiesClient never saw the flood's last frame")

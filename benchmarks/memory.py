@@ -26,6 +26,7 @@ from benchmarks.common import (
     rss_bytes,
     run_worker,
 )
+from langchain_moltcities.protocol import DOCUMENTED_EVENT_TYPES
 
 TARGET_GROWTH_MB = 30.0
 TARGET_DRIFT_MB = 2.0
@@ -49,7 +50,7 @@ def _client_worker(base: str, n: int) -> dict[str, object]:
         baseline = rss_bytes()
         sampler = RssSampler(0.05).start()
         t0 = time.monotonic()
-        client.set_subscriptions(["inbox.message"])
+        client.set_subscriptions(list(DOCUMENTED_EVENT_TYPES))  # the go: every flood type
         if not probe.done.wait(1800):
             raise RuntimeError("the flood never finished")
         t1 = time.monotonic()

@@ -102,7 +102,11 @@ class AckBook:
                 self._put(self._acked, known, None, self.capacity)
 
     def is_acked(self, keys: Iterable[str]) -> bool:
-        return any(k in self._acked for k in keys)
+        acked = self._acked
+        for k in keys:  # per inbound item: a plain loop, no generator
+            if k in acked:
+                return True
+        return False
 
     def read_pending(self, rest_ids: Iterable[str]) -> None:
         for rid in rest_ids:

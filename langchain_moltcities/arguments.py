@@ -6,6 +6,7 @@ Each refusal says what was wrong and what to pass instead (an LLM may be the cal
 from __future__ import annotations
 
 import ipaddress
+import socket
 from collections.abc import Sequence
 from urllib.parse import urlsplit, urlunsplit
 
@@ -29,14 +30,23 @@ TOWN_SQUARE_KINDS: tuple[str, ...] = ("chat", "presence")
 
 
 def _is_loopback(host: str) -> bool:
-    if host.lower() in ("localhost", "localhost.localdomain") or host.lower().endswith(
-        ".localhost"
-    ):
-        return True
+    """A loopback address, or a name that resolves to loopback addresses only.
+
+    By address, not by name: ``evil.localhost`` may resolve anywhere (the resolver decides,
+    not the name), and clear text to it would carry the key off the machine.
+    """
     try:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
         return False
+    addresses = {info[4][0] for info in infos}
+    return bool(addresses) and all(
+        ipaddress.ip_address(str(a).split("%")[0]).is_loopback for a in addresses
+    )
 
 
 def split_base_url(base_url: str, allow_insecure: bool) -> tuple[str, str]:

@@ -138,6 +138,12 @@ class Backoff:
             self.attempts = 0
         self._up_since = None
 
+    def unstable(self) -> None:
+        """The current connection ended on a fault of its own (e.g. a frame over the limit):
+        however long it was up, it does not reset the delays. A server that answers every
+        (re)subscription with an oversized echo then sees growing delays, not a storm."""
+        self._up_since = None
+
     def reset(self) -> None:
         self.attempts = 0
         self._up_since = None

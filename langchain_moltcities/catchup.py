@@ -16,6 +16,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
+from langchain_moltcities.acks import AckBook
+from langchain_moltcities.directory import HandleDirectory, handle_from_agent_body
+from langchain_moltcities.errors import ApiError, MoltCitiesError
 from langchain_moltcities.protocol import (
     ChatFrame,
     NotificationFrame,
@@ -30,8 +33,10 @@ __all__ = [
     "ChatCatchUp",
     "ChatGap",
     "detect_gap",
+    "look_up_handle",
     "oldest_first",
     "poll_notifications",
+    "send_reads",
 ]
 
 _log = logging.getLogger("langchain_moltcities.catchup")
@@ -223,3 +228,51 @@ async def poll_notifications(
         deliver(item.to_notification())
         count += 1
     return count
+
+
+async def send_reads(rest: RestApi, book: AckBook, rest_ids: Sequence[str]) -> None:
+    """Mark ``rest_ids`` read over REST (the live server's only "read"); what fails for a
+    reason that may pass stays in ``book.unsent_reads`` for the next ack."""
+    todo = list(dict.fromkeys(rest_ids))
+    if len(todo) > 1:
+        # A hundred per request (a busy agent acks many at once); a batch the server refuses
+        # goes item by item, so one bad id can't hold back the rest.
+        refused: list[str] = []
+        for i in range(0, len(todo), 100):
+            chunk = todo[i : i + 100]
+            try:
+                await rest.mark_read_many(chunk)
+            except ApiError:
+                refused += chunk
+            except MoltCitiesError as exc:  # unreachable: keep the rest for later
+                book.read_pending(todo[i:])
+                _log.info("marking %d item(s) read failed (retried later): %s", len(todo[i:]), exc)
+                return
+            else:
+                for rid in chunk:
+                    book.read_done(rid)
+        todo = refused
+    for rid in todo:
+        try:
+            await rest.mark_read(rid)
+        except ApiError as exc:
+            if exc.status in (400, 404):
+                book.read_done(rid)  # the server will never take it: don't retry forever
+            else:
+                book.read_pending([rid])
+        except MoltCitiesError as exc:
+            book.read_pending([rid])
+            _log.info("marking %s read failed (retried with the next ack): %s", rid, exc)
+        else:
+            book.read_done(rid)
+
+
+async def look_up_handle(rest: RestApi, directory: HandleDirectory, agent_id: str) -> None:
+    """``GET /api/agents/{id}`` for a handle; an id it can't resolve is not asked again."""
+    try:
+        handle = handle_from_agent_body(await rest.agent(agent_id))
+    except MoltCitiesError as exc:
+        _log.debug("no handle for agent %s: %s", agent_id[:40], exc)
+        handle = None
+    if not (handle and directory.learn(agent_id, handle)):
+        directory.missed(agent_id)

@@ -13,6 +13,13 @@ if TYPE_CHECKING:
 app = typer.Typer(help="MoltCities for LangChain agents: local server, demo, live view.")
 
 
+def _echo_error(exc: Exception) -> None:
+    from langchain_moltcities.terminal import plain
+
+    # Errors can quote the server (an error body) or a file: one clean line, no escapes.
+    typer.echo(f"Error: {plain(exc, 2000)}", err=True)
+
+
 @app.callback()
 def main() -> None:
     """MoltCities command line."""
@@ -54,7 +61,7 @@ def serve(
             echo=typer.echo,
         )
     except (KeysFileError, ValueError) as exc:
-        typer.echo(f"Error: {exc}", err=True)
+        _echo_error(exc)
         raise typer.Exit(2) from None
     except OSError as exc:
         typer.echo(f"Error: cannot listen on {host}:{port}: {exc}", err=True)
@@ -84,7 +91,7 @@ def demo(
     try:
         run_demo(duration=duration, model=model, mode=mode, seed=seed)
     except ModelError as exc:
-        typer.echo(f"Error: {exc}", err=True)
+        _echo_error(exc)
         raise typer.Exit(2) from None
 
 
@@ -110,7 +117,7 @@ def _client(api_key: str | None, base_url: str | None, **kwargs: Any) -> MoltCit
     try:
         return MoltCitiesClient(api_key=api_key, base_url=base_url, **kwargs)
     except MoltCitiesError as exc:
-        typer.echo(f"Error: {exc}", err=True)
+        _echo_error(exc)
         raise typer.Exit(2) from None
 
 
@@ -132,9 +139,12 @@ def post(
             typer.echo(f"Rate limited: nothing was posted; try again in {wait}.", err=True)
             raise typer.Exit(1) from None
         except MoltCitiesError as exc:
-            typer.echo(f"Error: {exc}", err=True)
+            _echo_error(exc)
             raise typer.Exit(1) from None
-    typer.echo(f"posted {posted.id}: {posted.message}")
+    from langchain_moltcities.terminal import plain
+
+    # The id and the echoed text come from the server: no control sequence reaches the terminal.
+    typer.echo(f"posted {plain(posted.id, 80)}: {plain(posted.message, 600)}")
 
 
 @app.command()

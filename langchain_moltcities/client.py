@@ -28,7 +28,8 @@ from langchain_moltcities.arguments import (
     check_town_kinds,
     split_base_url,
 )
-from langchain_moltcities.catchup import ChatGap
+from langchain_moltcities.callbacks import CallbackBound
+from langchain_moltcities.catchup import ChatGap, look_up_handle, send_reads
 from langchain_moltcities.connection import (
     CHANNELS,
     Channel,
@@ -36,9 +37,8 @@ from langchain_moltcities.connection import (
     Transport,
 )
 from langchain_moltcities.delivery import DeliveryBuffer, ReadResult, RecentIds
-from langchain_moltcities.directory import handle_from_agent_body, handle_from_sites_body
+from langchain_moltcities.directory import handle_from_sites_body
 from langchain_moltcities.errors import (
-    ApiError,
     InvalidArgumentError,
     MoltCitiesError,
     NotConnectedError,
@@ -136,7 +136,9 @@ class MoltCitiesClient:
         self._dispatched = RecentIds(self.settings.dedupe_memory)
         # Filter, acked ids, handle directory and recovered mentions: one room (ingest.py).
         self._ingest = Ingest(self._notifications, self._town, memory=self.settings.dedupe_memory)
-        self._lookups: set[str] = set()
+        self._lookups: dict[str, asyncio.Future[None]] = {}
+        # Recovered mentions waiting (mention_grace) for their author's handle, by agent id.
+        self._handle_waiters: dict[str, asyncio.Event] = {}
         self._mention_deaf_logged: str | None = None
         self._agent_id: str | None = None
         self._handle: str | None = None
@@ -149,6 +151,7 @@ class MoltCitiesClient:
         self._callback_tasks: set[asyncio.Future[Any]] = set()
         self._identity_task: asyncio.Task[None] | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._sync_calls = CallbackBound(self.settings.max_pending_callbacks)
         # What survives a restart (state=path or a StateStore); in memory by default.
         self._store, self._own_store = open_store(state)
         self._keeper: ClientStateKeeper | None = None
@@ -246,7 +249,13 @@ class MoltCitiesClient:
 
     async def _astart(self) -> None:
         s = self.settings
-        self._rest = RestApi(self._rest_base, self._key, timeout=s.request_timeout)
+        self._rest = RestApi(
+            self._rest_base,
+            self._key,
+            timeout=s.request_timeout,
+            max_response_bytes=s.max_response_bytes,
+            proxy=s.proxy,
+        )
         # The default in-memory store dies with this client: nothing to keep, no keeper task.
         keeper = None
         if self._store.persistent or not self._own_store:
@@ -425,6 +434,7 @@ class MoltCitiesClient:
             mentions_recovered=self._ingest.recovered,
             mention_warning=self._mention_warning(channels),
             unsent_reads=len(self._ingest.acks.unsent_reads),
+            callbacks_dropped=self._sync_calls.dropped,
         )
 
     def _mention_warning(self, channels: dict[str, ChannelStatus]) -> str | None:
@@ -532,12 +542,19 @@ class MoltCitiesClient:
             return
         if outcome.look_up or outcome.mention is not None or outcome.reack is not None:
             self._act_on(outcome)
+        if self._handle_waiters:
+            for agent_id, learned in self._handle_waiters.items():
+                if self._ingest.directory.get(agent_id) is not None:
+                    learned.set()
 
     def _act_on(self, outcome: Outcome) -> None:
         if outcome.reack is not None:
             self._track(asyncio.ensure_future(self._reack(outcome.reack)))
         mention = outcome.mention
-        if mention is not None and mention.sender_id in outcome.look_up:
+        if mention is not None and (
+            mention.sender_id in outcome.look_up
+            or (mention.recovered and mention.sender_handle is None and mention.sender_id)
+        ):
             # A reply needs the author's handle: learn it first (bounded by request_timeout).
             self._track(asyncio.ensure_future(self._look_up_then_dispatch(mention)))
         elif mention is not None:
@@ -546,29 +563,34 @@ class MoltCitiesClient:
             if mention is None or agent_id != mention.sender_id:
                 self._start_lookup(agent_id)
 
-    def _start_lookup(self, agent_id: str) -> None:
-        # Bounded: a flood of unknown ids costs at most _MAX_LOOKUPS requests at a time.
-        if agent_id in self._lookups or len(self._lookups) >= _MAX_LOOKUPS:
-            return
-        self._track(asyncio.ensure_future(self._look_up(agent_id)))
-
-    async def _look_up(self, agent_id: str) -> None:
-        if agent_id in self._lookups or self._rest is None:
-            return
-        self._lookups.add(agent_id)
-        try:
-            handle = handle_from_agent_body(await self._rest.agent(agent_id))
-        except MoltCitiesError as exc:
-            _log.debug("no handle for agent %s: %s", agent_id[:40], exc)
-            handle = None
-        finally:
-            self._lookups.discard(agent_id)
-        if not (handle and self._ingest.directory.learn(agent_id, handle)):
-            self._ingest.directory.missed(agent_id)
+    def _start_lookup(self, agent_id: str) -> asyncio.Future[None] | None:
+        """The look-up of ``agent_id``'s handle in flight (one per id), or None when too many
+        are: a flood of unknown ids costs at most _MAX_LOOKUPS requests at a time."""
+        fut = self._lookups.get(agent_id)
+        if fut is None and len(self._lookups) < _MAX_LOOKUPS and self._rest is not None:
+            fut = asyncio.ensure_future(
+                look_up_handle(self._rest, self._ingest.directory, agent_id)
+            )
+            self._lookups[agent_id] = fut
+            fut.add_done_callback(lambda _: self._lookups.pop(agent_id, None))
+            self._track(fut)
+        return fut
 
     async def _look_up_then_dispatch(self, mention: NotificationFrame) -> None:
-        if mention.sender_id:
-            await self._look_up(mention.sender_id)
+        sender, directory = mention.sender_id, self._ingest.directory
+        fut = self._start_lookup(sender) if sender and directory.should_look_up(sender) else None
+        if fut is not None:
+            await asyncio.gather(asyncio.shield(fut), return_exceptions=True)
+        if mention.recovered and sender and directory.get(sender) is None:
+            # Recovered from chat that names no handle: the server's own mention, if it comes,
+            # does (the documented server's does); give it a moment.
+            learned = self._handle_waiters.setdefault(sender, asyncio.Event())
+            try:
+                await asyncio.wait_for(learned.wait(), self.settings.mention_grace)
+            except TimeoutError:
+                pass
+            finally:
+                self._handle_waiters.pop(sender, None)
         self._dispatch_mention(mention)
 
     def _is_own(self, frame: NotificationFrame) -> bool:
@@ -587,14 +609,21 @@ class MoltCitiesClient:
             self._keeper.mention_received(frame)
         loop = asyncio.get_running_loop()
         for cb in list(self._listeners):
+            # Sync or async, a callback slower than the flood must not pile up without end.
+            if not self._sync_calls.admit():
+                continue
             if is_async_callable(cb):
-                self._track(loop.create_task(call_async(cb, frame)))
+                task = loop.create_task(call_async(cb, frame))
+                task.add_done_callback(self._sync_calls.done)
+                self._track(task)
             else:
                 if self._executor is None:
                     self._executor = concurrent.futures.ThreadPoolExecutor(
                         max_workers=4, thread_name_prefix="moltcities-mention"
                     )
-                self._track(loop.run_in_executor(self._executor, call_sync, cb, frame, loop))
+                fut = loop.run_in_executor(self._executor, call_sync, cb, frame, loop)
+                fut.add_done_callback(self._sync_calls.done)
+                self._track(fut)
 
     def _track(self, fut: asyncio.Future[Any]) -> None:
         self._callback_tasks.add(fut)
@@ -695,38 +724,7 @@ class MoltCitiesClient:
         over_rest = await personal.ack(ids, rest_id_of=book.rest_id_of) if ids else False
         # The live server's socket ack marks nothing read: its REST ids do (msg_, gb_).
         reads = [] if over_rest else book.rest_ids_for(ids)
-        await self._send_reads([*book.unsent_reads, *reads])
-
-    async def _send_reads(self, rest_ids: list[str]) -> None:
-        """Mark read over REST; a failure keeps the id for the next ack."""
-        book = self._ingest.acks
-        todo = list(dict.fromkeys(rest_ids))
-        if len(todo) > 1:
-            # One request per hundred (a busy agent acks many at once); item by item if the
-            # server refuses the batch, so one bad id can't hold back the rest.
-            done: list[str] = []
-            for i in range(0, len(todo), 100):
-                chunk = todo[i : i + 100]
-                try:
-                    await self._rest_api().mark_read_many(chunk)
-                except MoltCitiesError:
-                    continue
-                done += chunk
-            finished = set(done)
-            for rid in done:
-                book.read_done(rid)
-            todo = [rid for rid in todo if rid not in finished]
-        for rid in todo:
-            try:
-                await self._rest_api().mark_read(rid)
-            except MoltCitiesError as exc:
-                if isinstance(exc, ApiError) and exc.status in (400, 404):
-                    book.read_done(rid)  # the server will never take it: don't retry forever
-                    continue
-                book.read_pending([rid])
-                _log.info("marking %s read failed (retried with the next ack): %s", rid, exc)
-            else:
-                book.read_done(rid)
+        await send_reads(self._rest_api(), book, [*book.unsent_reads, *reads])
 
     async def _aset_subscriptions(self, events: list[str]) -> list[str]:
         personal = self._channels.get("personal")

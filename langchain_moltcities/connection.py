@@ -366,7 +366,8 @@ class Channel:
                 close_timeout=s.close_timeout,
                 max_size=s.max_frame_size,
                 user_agent_header="langchain-moltcities",
-                proxy=None,
+                # Only the proxy asked for (the same rule as REST), never one from the environment.
+                proxy=s.proxy,
                 create_connection=_PromptCloseConnection,
             )
         except InvalidStatus as exc:
@@ -471,6 +472,7 @@ class Channel:
         self.info.last_close_code = code
         self.info.last_close_reason = reason or None
         if oversize:
+            self._backoff.unstable()
             self.info.oversized_frames += 1
             self.info.last_error = (
                 f"refused an inbound frame over max_frame_size ({self._settings.max_frame_size} "

@@ -26,6 +26,7 @@ from langchain_moltcities.offline_model import OfflineChatModel
 from langchain_moltcities.residents import ResidentAction, Residents
 from langchain_moltcities.server import LocalServer
 from langchain_moltcities.settings import ClientSettings
+from langchain_moltcities.terminal import safe
 from langchain_moltcities.tools import MoltCitiesToolkit
 
 __all__ = ["AGENT_HANDLE", "SYSTEM_PROMPT", "DemoSummary", "load_model", "run_demo"]
@@ -96,7 +97,9 @@ class _Log:
         t = time.monotonic() - self.t0
         line = f"[dim]{t:6.1f}s[/dim]  [bold]{who:<9}[/bold] [{style or 'white'}]{what:<16}[/]"
         with self._lock:
-            self.console.print(line, text, markup=True, highlight=False, soft_wrap=True)
+            # ``text`` quotes residents, tools and the server: printed as a literal Text, never
+            # parsed as markup, with every control sequence removed.
+            self.console.print(line, safe(text, 1000), markup=True, highlight=False, soft_wrap=True)
 
 
 def _short(text: Any, n: int = 110) -> str:
@@ -229,11 +232,18 @@ def _log_action(log: _Log, a: ResidentAction) -> None:
     log(a.who, what, _short(a.text), style)
 
 
+def _author(author: str | None) -> str:
+    # A handle gets its "@"; a display name or an id is already marked as what it is.
+    if not author:
+        return "someone"
+    return author if author.startswith(('"', "agent ")) else f"@{author}"
+
+
 def _log_event(log: _Log, e: ResponderEvent) -> None:
     if e.kind == "mention":
-        log("responder", "wakes for", f"@{e.author}", "magenta")
+        log("responder", "wakes for", _author(e.author), "magenta")
     elif e.kind == "skipped":
-        log("responder", f"skips ({e.detail})", f"@{e.author}", "yellow")
+        log("responder", f"skips ({e.detail})", _author(e.author), "yellow")
     elif e.kind == "turn_start":
         n = len(e.mention_ids)
         log("responder", "turn starts", f"{n} mention(s) from {e.author}", "green")

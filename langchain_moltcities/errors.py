@@ -47,10 +47,15 @@ class RateLimitError(MoltCitiesError):
 class ApiError(MoltCitiesError):
     """Any other unsuccessful HTTP answer; ``message`` is the server's own explanation."""
 
-    def __init__(self, status: int, message: str, *, hint: str | None = None) -> None:
+    def __init__(
+        self, status: int, message: str, *, hint: str | None = None, from_server: bool = False
+    ) -> None:
         self.status = status
         self.message = message
+        # True when ``message`` is the server's own words (an error body): untrusted text.
+        self.from_server = from_server
         what_to_do = hint or _hint_for(status)
+        self.hint = what_to_do
         super().__init__(f"MoltCities API error {status}: {message}. {what_to_do}")
 
 

@@ -11,7 +11,20 @@ from typing import Any
 
 from langchain_moltcities.protocol import NotificationFrame
 
-__all__ = ["action_of", "has_no_sender"]
+__all__ = ["TEXTLESS_EVENT_TYPES", "action_of", "has_no_sender"]
+
+TEXTLESS_EVENT_TYPES = frozenset(
+    {
+        "site.followed",
+        "job.application",
+        "job.status",
+        "job.worker_interested",
+        "job.submitted",
+        "job.approved",
+        "job.paid",
+    }
+)
+"""Event types whose name alone doesn't say what happened: renderings add :func:`action_of`."""
 
 _ACTIONS: dict[str, str] = {
     "inbox.message": "sent you a message",

@@ -88,18 +88,26 @@ class Ingest:
             self._server_ids[key] = frame.id
             while len(self._server_ids) > self.acks.capacity:
                 self._server_ids.popitem(last=False)
-        keys = (frame.id, *aliases)
-        if self.acks.is_acked(keys):
+        if self.acks.is_acked((frame.id, *aliases) if aliases else (frame.id,)):
             # Acked before: never new again. A redelivery means the ack was lost, and a server
             # mention acked first as its recovered twin was never acked: (re-)send it.
             return Outcome(reack=frame.id) if frame.queued or is_mention else _NOTHING
-        fresh = self.notifications.offer(frame, item_id=frame.id, kind=kind, aliases=aliases)
-        if kind in _CARRIES_HANDLES:
-            self.directory.learn_from(frame)
-        if not fresh:
+        if not self.notifications.offer(frame, item_id=frame.id, kind=kind, aliases=aliases):
+            if is_mention and (h := frame.sender_handle) and frame.sender_id:
+                # The server's twin of a recovered mention names the author's handle.
+                self.directory.learn(frame.sender_id, h)
             return _NOTHING
-        look_up = self._unknown(frame.sender_id, frame.sender_handle)
-        if is_mention and not self._is_own(frame.sender_id, frame.sender_handle):
+        # Once per item: a payload that names the sender's handle teaches the directory; one
+        # that names only an id asks for a look-up (once per id, see HandleDirectory.missed).
+        sender_id, handle = frame.sender_id, frame.sender_handle
+        look_up = _NO_IDS
+        if sender_id:
+            known = self.directory.get(sender_id)
+            if handle and known != handle:
+                self.directory.learn(sender_id, handle)
+            elif not handle and not known and self.directory.should_look_up(sender_id):
+                look_up = [sender_id]
+        if is_mention and not self._is_own(sender_id, handle):
             return Outcome(mention=frame, look_up=look_up)
         return Outcome(look_up=look_up) if look_up else _NOTHING
 
@@ -191,4 +199,4 @@ class Ingest:
 
 
 _ALIASED = frozenset({"inbox.message", "guestbook.entry"})
-_CARRIES_HANDLES = frozenset({"inbox.message", "guestbook.entry", "mention", "job.application"})
+_NO_IDS: list[str] = []

@@ -1,7 +1,8 @@
 """``moltcities listen``: a live terminal view of one agent's MoltCities.
 
-Every text from other agents goes through :func:`render.sanitize`, so nobody can move the
-cursor, recolour or rewrite the terminal with escape sequences.
+Every string a peer or the server supplied goes through :mod:`terminal` (never rich's markup
+parser), so nobody can move the cursor, write the clipboard, plant a hyperlink, recolour or
+hide the terminal's text, or crash the view with a stray ``[/]``.
 """
 
 from __future__ import annotations
@@ -9,39 +10,68 @@ from __future__ import annotations
 import time
 
 from rich.console import Console
-from rich.markup import escape
+from rich.text import Text
 
 from langchain_moltcities.client import MoltCitiesClient
+from langchain_moltcities.event_text import TEXTLESS_EVENT_TYPES, action_of, has_no_sender
 from langchain_moltcities.protocol import ChatFrame, NotificationFrame, PresenceFrame
-from langchain_moltcities.render import sanitize, short_time
+from langchain_moltcities.render import short_time
+from langchain_moltcities.terminal import safe, styled, who_text
 
 __all__ = ["run_listen"]
 
 _FATAL = {"failed", "displaced", "closed"}
 
 
-def _clean(text: str | None, n: int = 300) -> str:
-    return escape(sanitize(text or "", n))
+def _notification(n: NotificationFrame, again: bool = False) -> Text:
+    who = who_text(n.sender_handle, n.sender_name, n.sender_id)
+    if n.event_type in TEXTLESS_EVENT_TYPES:  # a follow or a job step: say who did what
+        what = safe(action_of(n), 120)
+        who = what if has_no_sender(n) else styled(who, " ", what)
+    tag = ("mention", "magenta") if n.is_mention else safe(n.event_type, 40, "cyan")
+    subject: list[str | Text] = ["[", safe(n.subject, 80), "] "] if n.subject else []
+    return styled(
+        f"{short_time(n.created_at)}  ",
+        tag,
+        (" (queued)", "dim") if n.queued else "",
+        # shown before a restart (state file) and never acknowledged
+        (" (re-delivery)", "yellow") if again else "",
+        " ",
+        who,
+        ": ",
+        *subject,
+        safe(n.text),
+        "  ",
+        safe(n.id, 80, "dim"),
+    )
 
 
-def _notification(n: NotificationFrame, again: bool = False) -> str:
-    who = _clean(n.sender_handle or n.sender_name or n.sender_id or "someone", 40)
-    subject = f"[{_clean(n.subject, 80)}] " if n.subject else ""
-    tag = "[magenta]mention[/]" if n.is_mention else f"[cyan]{escape(n.event_type)}[/]"
-    queued = " [dim](queued)[/]" if n.queued else ""
-    if again:  # shown before a restart (state file) and never acknowledged
-        queued += " [yellow](re-delivery)[/]"
-    text = f"{who}: {subject}{_clean(n.text)}"
-    return f"{short_time(n.created_at)}  {tag}{queued} {text}  [dim]{escape(n.id)}[/]"
-
-
-def _town(item: ChatFrame | PresenceFrame) -> str:
+def _town(item: ChatFrame | PresenceFrame) -> Text:
     if isinstance(item, ChatFrame):
-        who = _clean(item.agent_handle or item.agent_name or item.agent_id, 40)
-        return f"{short_time(item.created_at)}  [green]chat[/] {who}: {_clean(item.message)}"
-    who = _clean(item.agent.handle or item.agent.id, 40)
+        who = who_text(item.agent_handle, item.agent_name, item.agent_id)
+        return styled(
+            f"{short_time(item.created_at)}  ",
+            ("chat", "green"),
+            " ",
+            who,
+            ": ",
+            safe(item.message),
+        )
+    who = who_text(item.agent.handle, None, item.agent.id)
     online = f" ({item.online_count} online)" if item.online_count is not None else ""
-    return f"[dim]presence: {who} {escape(item.event)}{online}[/]"
+    return styled(("presence: ", "dim"), who, " ", safe(item.event, 20), online)
+
+
+def _channel_line(
+    name: str, state: str, connects: int, code: int | None, error: str | None
+) -> Text:
+    # The last close and error are kept after a reconnect: old news then.
+    down = state != "connected"
+    why: list[str | Text] = [" - ", safe(error, 300)] if error and down else []
+    closed = f" (close {code})" if code and down else ""
+    line = styled(f"{name}: ", safe(state, 20), f"{closed}, connects: {connects}", *why)
+    line.stylize("blue")
+    return line
 
 
 def run_listen(
@@ -49,7 +79,7 @@ def run_listen(
 ) -> int:
     """Print what arrives until Ctrl-C or ``duration``; exit code 1 if the connection gave up."""
     console = console or Console(highlight=False)
-    console.print(f"Listening to {escape(client.status().base_url)} (Ctrl-C to stop)")
+    console.print(styled("Listening to ", safe(client.status().base_url), " (Ctrl-C to stop)"))
     deadline = None if duration is None else time.monotonic() + duration
     # A reconnect shows even when it is too quick to catch the state between polls.
     states: dict[str, tuple[str, int]] = {}
@@ -58,12 +88,10 @@ def run_listen(
             status = client.status()
             for name, ch in status.channels.items():
                 if states.get(name) != (ch.state, ch.connect_count):
-                    # The last close and error are kept after a reconnect: old news then.
-                    down = ch.state != "connected"
-                    why = f" - {escape(ch.last_error)}" if ch.last_error and down else ""
-                    code = f" (close {ch.last_close_code})" if ch.last_close_code and down else ""
                     console.print(
-                        f"[blue]{name}: {ch.state}{code}, connects: {ch.connect_count}{why}[/]"
+                        _channel_line(
+                            name, ch.state, ch.connect_count, ch.last_close_code, ch.last_error
+                        )
                     )
                     states[name] = (ch.state, ch.connect_count)
             if "personal" in status.channels:

@@ -27,8 +27,9 @@ from langchain_core.runnables import Runnable, RunnableConfig
 
 from langchain_moltcities.client import MoltCitiesClient
 from langchain_moltcities.errors import MoltCitiesError
+from langchain_moltcities.mention_queue import PendingMentions, mention_chars, summarise_left_out
 from langchain_moltcities.protocol import ChatFrame, NotificationFrame
-from langchain_moltcities.render import chat_lines, new_fence, notification_lines
+from langchain_moltcities.render import chat_lines, new_fence, notification_lines, who
 from langchain_moltcities.state import StateSpec, StateStore, open_store
 from langchain_moltcities.state.responder_state import ResponderStateKeeper
 
@@ -44,7 +45,12 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-GuardVerdict = Literal["queued", "own", "duplicate", "cooldown", "cap"]
+GuardVerdict = Literal[
+    "queued", "deferred", "own", "duplicate", "cooldown", "cap", "overflow", "stale"
+]
+"""``deferred``: the turn cap is reached; the mention waits (bounded) for the window to
+move on. ``overflow``: evicted to keep the pending set in bounds. ``stale``: waited past
+``max_wait``. ``cap`` is no longer given for a new mention (kept for compatibility)."""
 
 
 @dataclass(frozen=True)
@@ -59,9 +65,20 @@ class Mention:
 
     @property
     def author(self) -> str:
-        """Who, for people: the handle, else the display name, else the id."""
+        """Who, for people: the handle, else the display name marked as a name (it must not
+        pass for a handle), else the id."""
+        if self.author_handle:
+            return self.author_handle
         name = self.frame.sender_name if self.frame is not None else None
-        return self.author_handle or name or self.author_id or "?"
+        return who(None, name, self.author_id) if name or self.author_id else "?"
+
+    @property
+    def chars(self) -> int:
+        """Roughly what this mention holds in memory and in a prompt, in characters."""
+        f = self.frame
+        if f is None:
+            return mention_chars(self.id)
+        return mention_chars(self.id, f.text, f.subject, f.sender_name)
 
     @classmethod
     def from_frame(cls, frame: NotificationFrame, received_at: float) -> Mention:
@@ -72,10 +89,14 @@ class MentionGuard:
     """The rules that keep a mention-driven chat agent sane. Pure; not thread-safe by itself.
 
     ``cooldown``: seconds after a turn that answered an author during which that author's new
-    mentions are skipped. ``max_turns`` per ``window`` seconds: beyond it mentions are skipped;
-    likewise ``max_replies`` (optional) per ``window``, counting the replies each turn reports to
-    :meth:`turn_done` (an agent may post several in one turn). Skipped mentions are not lost to
-    the agent: they stay in its notifications.
+    mentions are skipped. ``max_turns`` per ``window`` seconds: beyond it mentions wait
+    (``deferred``) until the window moves on; likewise ``max_replies`` (optional) per
+    ``window``, counting the replies each turn reports to :meth:`turn_done` (an agent may post
+    several in one turn). Waiting mentions are bounded: at most ``max_pending`` of them and
+    ``max_pending_chars`` characters (past that the author holding the most loses one:
+    ``overflow``), none older than ``max_wait`` seconds (``stale``; default ``5 * window``).
+    One turn takes at most ``max_batch`` of them, one per author in turn; the rest wait for the
+    next. Skipped mentions are not lost to the agent: they stay in its notifications.
     """
 
     def __init__(
@@ -88,6 +109,10 @@ class MentionGuard:
         max_replies: int | None = None,
         clock: Callable[[], float] = time.monotonic,
         memory: int = 10_000,
+        max_pending: int = 100,
+        max_pending_chars: int = 200_000,
+        max_batch: int = 20,
+        max_wait: float | None = None,
     ) -> None:
         if cooldown < 0 or window <= 0 or max_turns < 1:
             raise ValueError("cooldown must be >= 0, window > 0 and max_turns >= 1")
@@ -97,7 +122,12 @@ class MentionGuard:
         self.cooldown, self.max_turns, self.window = cooldown, max_turns, window
         self.max_replies = max_replies
         self._clock = clock
-        self._pending: list[Mention] = []
+        if max_batch < 1:
+            raise ValueError("max_batch must be >= 1")
+        self.max_batch = max_batch
+        self.max_wait = 5 * window if max_wait is None else max_wait
+        self._pending: PendingMentions[Mention] = PendingMentions(max_pending, max_pending_chars)
+        self._evicted: list[Mention] = []
         self._seen: deque[str] = deque(maxlen=memory)
         self._seen_set: set[str] = set()
         self._answered: dict[str, float] = {}
@@ -153,10 +183,18 @@ class MentionGuard:
         now = self._clock()
         if self._cooling(mention, now):
             return "cooldown"
-        if self._capped(now):
-            return "cap"
-        self._pending.append(mention)
-        return "queued"
+        verdict: GuardVerdict = "deferred" if self._capped(now) else "queued"
+        evicted = self._pending.add(mention)
+        if mention in evicted:
+            evicted.remove(mention)
+            verdict = "overflow"
+        self._evicted.extend(evicted)
+        return verdict
+
+    def take_evicted(self) -> list[Mention]:
+        """Mentions evicted from the pending set since the last call (to count them)."""
+        out, self._evicted = self._evicted, []
+        return out
 
     def next_turn(self) -> tuple[list[Mention], list[tuple[Mention, GuardVerdict]]]:
         """Start a turn if one may start: (the batch, mentions skipped now and why).
@@ -166,18 +204,16 @@ class MentionGuard:
         if self.busy or not self._pending:
             return [], []
         now = self._clock()
-        batch: list[Mention] = []
-        skipped: list[tuple[Mention, GuardVerdict]] = []
-        capped = self._capped(now)
-        for m in self._pending:
-            # Mentions queued during the last turn may come from the author it just answered.
-            if self._cooling(m, now):
-                skipped.append((m, "cooldown"))
-            elif capped:
-                skipped.append((m, "cap"))
-            else:
-                batch.append(m)
-        self._pending.clear()
+        skipped: list[tuple[Mention, GuardVerdict]] = [
+            (m, "stale") for m in self._pending.expire(now, self.max_wait)
+        ]
+        if self._capped(now):
+            return [], skipped  # the rest wait for the window to move on
+        # Mentions queued during the last turn may come from the author it just answered.
+        cooling = [m for m in self._pending if self._cooling(m, now)]
+        self._pending.remove_all(cooling)
+        skipped += [(m, "cooldown") for m in cooling]
+        batch = self._pending.take(self.max_batch)
         if batch:
             self.busy = True
             self._turns.append(now)
@@ -226,34 +262,73 @@ class ResponderStats:
     replies: int = 0
     errors: int = 0
     batched: int = 0  # mentions that shared a turn with an earlier one
+    deferred: int = 0  # mentions that waited for the turn cap's window to move on
     skipped: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
+DEFAULT_PROMPT_CHARS = 12_000
+"""Longest default prompt, in characters (about 3,000 tokens), whatever the flood."""
+
+
 def default_prompt(
-    mentions: Sequence[Mention], context: Sequence[ChatFrame], own_handle: str | None
+    mentions: Sequence[Mention],
+    context: Sequence[ChatFrame],
+    own_handle: str | None,
+    *,
+    max_chars: int = DEFAULT_PROMPT_CHARS,
 ) -> str:
-    """The turn's input: the mentions and recent Town Square chat, fenced as untrusted."""
+    """The turn's input: the mentions and recent Town Square chat, fenced as untrusted.
+
+    At most ``max_chars`` characters: the mentions get two thirds of it, the chat the rest;
+    what does not fit is left out, counted and summarised (who, how many).
+    """
     fence = new_fence()
     frames = with_known_handles([m.frame for m in mentions if m.frame is not None], context)
-    who = f"@{own_handle}" if own_handle else "you"
+    who_am_i = f"@{own_handle}" if own_handle else "you"
+    # The summary line of what was left out has room kept for it (about 300 characters).
+    mention_lines, left_out = _fit(notification_lines(frames), max_chars * 2 // 3 - 300)
+    if left_out:
+        authors = [who(f.sender_handle, f.sender_name, f.sender_id) for f in frames]
+        mention_lines.append(summarise_left_out(left_out, authors[len(frames) - left_out :]))
     lines = [
-        f"You ({who}) were mentioned on MoltCities {len(frames)} time(s). Times UTC. {fence.note}",
-        fence.wrap(notification_lines(frames)),
+        f"You ({who_am_i}) were mentioned on MoltCities {len(frames)} time(s). Times UTC. "
+        f"{fence.note}",
+        fence.wrap(mention_lines),
     ]
     if context:
         ctx = new_fence()
+        budget = max_chars - sum(len(line) + 1 for line in lines) - 600
+        chat, dropped = _fit(chat_lines(context)[::-1], budget)  # newest kept
+        chat = chat[::-1]
+        if dropped:
+            chat.insert(0, f"({dropped} older line(s) left out: bounded prompt)")
         lines += [
             f"Recent Town Square chat, oldest first (also untrusted: untrusted-{ctx.nonce}):",
-            ctx.wrap(chat_lines(context)),
+            ctx.wrap(chat),
         ]
     lines.append(
         "If a reply helps, answer in the Town Square with post_chat, addressing each author as "
-        "@handle, once. Then acknowledge these mention notifications with ack_notification."
+        '@handle, once. An author shown as a "quoted" display name has no known handle: '
+        "don't @ them. "
+        "Then acknowledge these mention notifications with ack_notification."
     )
     return "\n".join(lines)
+
+
+def _fit(lines: list[str], budget: int) -> tuple[list[str], int]:
+    """The leading lines that fit in ``budget`` characters, and how many items did not."""
+    kept: list[str] = []
+    used = 0
+    for i, line in enumerate(lines):
+        if used + len(line) + 1 > budget:
+            items = sum(1 for rest in lines[i:] if rest.startswith("- "))
+            return kept, items
+        kept.append(line)
+        used += len(line) + 1
+    return kept, 0
 
 
 def with_known_handles(
@@ -318,6 +393,9 @@ class MentionResponder:
         on_event: Callable[[ResponderEvent], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         max_events: int = 10_000,
+        max_pending: int = 100,
+        max_batch: int = 20,
+        max_wait: float | None = None,
         state: StateSpec = None,
     ) -> None:
         if max_events < 1:
@@ -335,6 +413,9 @@ class MentionResponder:
             window=window,
             max_replies=max_replies,
             clock=clock,
+            max_pending=max_pending,
+            max_batch=max_batch,
+            max_wait=max_wait,
         )
         self.stats = ResponderStats()
         self.events: list[ResponderEvent] = []
@@ -381,20 +462,25 @@ class MentionResponder:
             verdict = self.guard.offer(mention)
             if verdict == "duplicate":
                 return
-            if keeper is not None:
-                if verdict == "queued":
-                    keeper.received(frame)
-                elif verdict != "own":
-                    keeper.skipped(mention, verdict)
-            if verdict == "queued":
+            if keeper is not None and verdict in ("queued", "deferred"):
+                keeper.received(frame)
+            if verdict in ("queued", "deferred"):
                 self.stats.mentions += 1
-                self._record(ResponderEvent(self._now(), "mention", mention.author, [mention.id]))
+                detail = "waits for the turn cap's window" if verdict == "deferred" else None
+                self.stats.deferred += verdict == "deferred"
+                self._record(
+                    ResponderEvent(self._now(), "mention", mention.author, [mention.id], detail)
+                )
             else:
                 self._skip(mention, verdict)
+            for evicted in self.guard.take_evicted():
+                self._skip(evicted, "overflow")
         if verdict == "queued":
             self._signal()
 
     def _skip(self, mention: Mention, why: str) -> None:
+        if self._keeper is not None:
+            self._keeper.skipped(mention, why)  # handled: not offered again after a restart
         self.stats.skipped[why] = self.stats.skipped.get(why, 0) + 1
         self._record(ResponderEvent(self._now(), "skipped", mention.author, [mention.id], why))
 

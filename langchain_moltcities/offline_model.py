@@ -32,11 +32,16 @@ _MENTION_TYPES = {"mention", "mention.chat", "mention.town_square"}
 # The headline of a reading tool's output: "3 new notification(s)", "No new ...".
 _HEADLINE = re.compile(r"\d+ new [a-z ()]+|No new [A-Za-z ]+")
 # A mention line of the responder's prompt: "- <id> mention 12:34 @bob: text"; a live
-# mentioner with no known handle shows by display name ("Bob Smith: text"), the whole name
-# up to the colon (not its first letter).
+# mentioner with no known handle shows by display name, in quotes ('"Bob Smith": text'); an
+# unquoted name is taken whole up to the colon (not its first letter).
 _PROMPT_MENTION = re.compile(
-    r"^- \S+ mention\S* (?:\d\d:\d\d|\?\?:\?\?) (@[\w.-]+|[^:\n]+?)(?=:|$):? ?(.*)$", re.M
+    r'^- \S+ mention\S* (?:\d\d:\d\d|\?\?:\?\?) (@[\w.-]+|"[^"\n]*"|[^:\n]+?)(?=:|$):? ?(.*)$', re.M
 )
+
+
+def _address(author: str) -> str:
+    """``@handle``; a quoted display name is no handle: named, never @-mentioned."""
+    return author.strip('"') if author.startswith('"') else f"@{author}"
 
 
 def _reply_for(text: str, handle: str) -> str:
@@ -50,7 +55,7 @@ def _reply_for(text: str, handle: str) -> str:
         body = "hello! Nice to see you in the square."
     else:
         body = "thanks for the mention!"
-    return f"@{handle} {body} {OFFLINE_NOTICE}"
+    return f"{_address(handle)} {body} {OFFLINE_NOTICE}"
 
 
 class OfflineChatModel(BaseChatModel):
@@ -132,7 +137,7 @@ class OfflineChatModel(BaseChatModel):
             if authors and self._can("post_chat"):
                 reply = " ".join(_reply_for(texts.get(a, ""), a) for a in authors[:1])
                 if len(authors) > 1:
-                    others = " ".join(f"@{a}" for a in authors[1:12])
+                    others = " ".join(_address(a) for a in authors[1:12])
                     reply = f"{reply} Also hi {others}!"
                 calls.append(self._call("post_chat", {"message": reply[:500]}, step))
             ids = [r["id"] for r in records]

@@ -6,7 +6,10 @@ protocol models. The client runs these on its own loop; its sync methods wrap th
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
+import math
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -28,10 +31,16 @@ from langchain_moltcities.protocol import (
     NotificationsPage,
 )
 from langchain_moltcities.redact import redact
+from langchain_moltcities.render import sanitize
+from langchain_moltcities.restcheck import check_chat_text, path_segment
 
-__all__ = ["CHAT_MAX_CHARS", "RestApi"]
+__all__ = ["CHAT_MAX_CHARS", "DEFAULT_MAX_RESPONSE_BYTES", "MAX_RETRY_AFTER", "RestApi"]
 
 CHAT_MAX_CHARS = 500
+DEFAULT_MAX_RESPONSE_BYTES = 4 << 20
+"""Largest REST answer read (4 MiB: a full 200-message chat page is about 200 KB)."""
+MAX_RETRY_AFTER = 3600.0
+"""A longer ``retry_after`` is taken as an hour: a hostile server can't park a caller."""
 _log = logging.getLogger("langchain_moltcities.rest")
 _M = TypeVar("_M", bound=BaseModel)
 
@@ -39,13 +48,27 @@ _M = TypeVar("_M", bound=BaseModel)
 class RestApi:
     """MoltCities REST endpoints used by the client."""
 
-    def __init__(self, base_url: str, api_key: SecretStr, *, timeout: float) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: SecretStr,
+        *,
+        timeout: float,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        proxy: str | None = None,
+    ) -> None:
         self._key = api_key
+        self._timeout = timeout
+        self._max_bytes = max_response_bytes
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
             timeout=timeout,
             headers={"User-Agent": "langchain-moltcities"},
             follow_redirects=False,
+            # One proxy rule for REST and WebSocket: a proxy only when asked (``proxy=``);
+            # HTTP(S)_PROXY in the environment would otherwise receive the Bearer key.
+            proxy=proxy,
+            trust_env=False,
         )
 
     async def aclose(self) -> None:
@@ -62,6 +85,7 @@ class RestApi:
                 f"chat message is {len(text)} characters; the limit is {CHAT_MAX_CHARS}: "
                 "shorten it or split it into several posts"
             )
+        check_chat_text(text, self._key.get_secret_value())
         body = await self._request("POST", "/api/chat", json={"message": text})
         return self._model(ChatPostResponse, body, "POST /api/chat").message.to_chat()
 
@@ -74,7 +98,13 @@ class RestApi:
                 raise InvalidArgumentError(f"limit must be between 1 and 200, got {limit}")
             params["limit"] = limit
         body = await self._request("GET", "/api/chat", params=params)
-        return self._model(ChatHistory, body, "GET /api/chat")
+        page = self._model(ChatHistory, body, "GET /api/chat")
+        if limit is not None and len(page.messages) > limit:
+            # More than asked: keep the page the caller asked for (the next ones after
+            # ``after``, else the newest), not whatever the server chose to send.
+            kept = page.messages[:limit] if after else page.messages[-limit:]
+            page = page.model_copy(update={"messages": kept})
+        return page
 
     async def list_notifications(
         self, *, unread: bool = True, limit: int | None = None, since: str | None = None
@@ -89,14 +119,14 @@ class RestApi:
         if since:
             params["since"] = since
         body = await self._request("GET", "/api/notifications", params=params)
-        return self._model(NotificationsPage, body, "GET /api/notifications")
+        page = self._model(NotificationsPage, body, "GET /api/notifications")
+        if limit is not None and len(page.notifications) > limit:
+            kept = page.notifications[:limit]
+            page = page.model_copy(update={"notifications": kept, "has_more": True})
+        return page
 
     async def mark_read(self, notification_id: str) -> None:
-        if not notification_id or "/" in notification_id:
-            raise InvalidArgumentError(
-                f"{notification_id!r} is not a notification id; pass the id of a notification"
-            )
-        await self._request("POST", f"/api/notifications/{notification_id}/read")
+        await self._request("POST", f"/api/notifications/{path_segment(notification_id)}/read")
 
     async def mark_read_many(self, ids: list[str]) -> None:
         """``POST /api/notifications/read`` with up to 100 ids (one request for a batch)."""
@@ -122,40 +152,73 @@ class RestApi:
     # ------------------------------------------------------------------ plumbing
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> Any:
-        headers = {"Authorization": f"Bearer {self._key.get_secret_value()}"}
+        """One call under one deadline: connect, send, every byte of the answer, within
+        ``timeout`` in total (httpx's own timeout is per read: a server trickling a byte at a
+        time would hold the call forever), and at most ``max_response_bytes`` of body."""
+        what = f"{method} {path}"
         try:
-            response = await self._http.request(method, path, headers=headers, **kwargs)
-        except httpx.TimeoutException:
+            async with asyncio.timeout(self._timeout):
+                status, reason, headers, content = await self._exchange(method, path, **kwargs)
+        except (TimeoutError, httpx.TimeoutException):
             raise MoltCitiesError(
-                f"{method} {path} timed out; the server is slow or unreachable, try again later"
+                f"{what} took longer than {self._timeout:g} s in total; the server is slow or "
+                "unreachable, try again later"
             ) from None
         except httpx.HTTPError as exc:
             detail = redact(str(exc) or type(exc).__name__, [self._key.get_secret_value()])
             raise MoltCitiesError(
-                f"{method} {path} failed: {detail}; check base_url and the network"
+                f"{what} failed: {sanitize(detail, 300)}; check base_url and the network"
             ) from None
-        if response.status_code < 400:
-            if response.status_code == 204 or not response.content:
+        if 300 <= status < 400:
+            # Never followed: a redirect could carry the Authorization header anywhere.
+            where = headers.get("location")
+            to = f" to {sanitize(where, 200)}" if where else ""
+            raise ApiError(
+                status,
+                f"{what} answered with a redirect (HTTP {status}){to}, which is not followed",
+                hint="Check base_url: it should be the server's final address (https://...).",
+            )
+        if status < 300:
+            if status == 204 or not content:
                 return None
             try:
-                return response.json()
+                return json.loads(content)
             except ValueError:
                 raise ApiError(
-                    response.status_code,
-                    f"{method} {path} answered with something that is not JSON",
+                    status,
+                    f"{what} answered with something that is not JSON",
                     hint="Check base_url: it should point at a MoltCities server.",
                 ) from None
-        raise self._error(response, f"{method} {path}")
+        raise self._error(status, reason, headers, content, what)
 
-    def _error(self, response: httpx.Response, what: str) -> MoltCitiesError:
-        status = response.status_code
+    async def _exchange(
+        self, method: str, path: str, **kwargs: Any
+    ) -> tuple[int, str, httpx.Headers, bytes]:
+        headers = {"Authorization": f"Bearer {self._key.get_secret_value()}"}
+        async with self._http.stream(method, path, headers=headers, **kwargs) as response:
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > self._max_bytes:
+                raise _too_big(method, path, self._max_bytes, response.status_code)
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > self._max_bytes:
+                    raise _too_big(method, path, self._max_bytes, response.status_code)
+                chunks.append(chunk)
+            return response.status_code, response.reason_phrase, response.headers, b"".join(chunks)
+
+    def _error(
+        self, status: int, reason: str, headers: httpx.Headers, content: bytes, what: str
+    ) -> MoltCitiesError:
         payload: Any = None
         try:
-            payload = response.json()
+            payload = json.loads(content) if content else None
         except ValueError:
             payload = None
-        message = _server_message(payload) or response.reason_phrase or "no explanation given"
-        message = redact(message, [self._key.get_secret_value()])
+        message = _server_message(payload) or reason or "no explanation given"
+        # The server's words reach an LLM and a terminal: one clean, short line, no key.
+        message = sanitize(redact(message, [self._key.get_secret_value()]), 300)
         if status in (401, 403):
             return AuthenticationError(
                 f"{what}: MoltCities rejected the API key (HTTP {status}: {message}). Check "
@@ -163,8 +226,8 @@ class RestApi:
                 status=status,
             )
         if status == 429:
-            return RateLimitError(_retry_after(payload, response), message)
-        return ApiError(status, message)
+            return RateLimitError(_retry_after(payload, headers), message)
+        return ApiError(status, message, from_server=True)
 
     @staticmethod
     def _model(model: type[_M], body: Any, what: str) -> _M:
@@ -190,11 +253,27 @@ def _server_message(payload: Any) -> str | None:
     return None
 
 
-def _retry_after(payload: Any, response: httpx.Response) -> float | None:
+def _retry_after(payload: Any, headers: httpx.Headers) -> float | None:
+    """Seconds to wait, if the server said a usable number (not NaN, not infinite, not
+    negative); capped at :data:`MAX_RETRY_AFTER`."""
     value: Any = payload.get("retry_after") if isinstance(payload, dict) else None
     if value is None:
-        value = response.headers.get("Retry-After")
-    try:
-        return float(value) if value is not None else None
-    except (TypeError, ValueError):
+        value = headers.get("Retry-After")
+    if isinstance(value, bool):
         return None
+    try:
+        seconds = float(value) if value is not None else None
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
+        return None
+    return min(seconds, MAX_RETRY_AFTER)
+
+
+def _too_big(method: str, path: str, limit: int, status: int) -> ApiError:
+    return ApiError(
+        status,
+        f"{method} {path} answered with more than {limit} bytes; the answer was dropped "
+        "unread past that",
+        hint="Ask for fewer items (limit=...), or raise ClientSettings.max_response_bytes.",
+    )

@@ -60,12 +60,34 @@ class ClientSettings(BaseModel):
     max_frame_size: int = Field(
         1 << 20, gt=0, description="Largest inbound WebSocket message accepted, in bytes."
     )
-    request_timeout: float = Field(15.0, gt=0, description="Timeout of each REST request.")
+    request_timeout: float = Field(
+        15.0, gt=0, description="Total deadline of each REST call (connect to last byte), in s."
+    )
+    max_response_bytes: int = Field(
+        4 << 20, gt=0, description="Largest REST answer read, in bytes; a larger one is an error."
+    )
+    proxy: str | None = Field(
+        None,
+        description="Proxy URL for REST and WebSocket alike (http://, https:// or socks5://). "
+        "None: direct connections; HTTP(S)_PROXY in the environment is never used.",
+    )
+    max_pending_callbacks: int = Field(
+        256,
+        gt=0,
+        description="on_mention calls (sync or async) in flight; past it new ones are dropped "
+        "and counted (callbacks_dropped).",
+    )
     dedupe_memory: int = Field(10_000, gt=0, description="How many recent ids are remembered.")
     backfill_limit: int = Field(
         200, gt=0, le=200, description="Page size of the Town Square back-fill after a reconnect."
     )
     ws_path: str = Field("/api/notifications/connect", description="WebSocket endpoint path.")
+    mention_grace: float = Field(
+        1.0,
+        ge=0,
+        description="Seconds a mention recovered from chat, whose author's handle is unknown, "
+        "waits for the server's own mention (which may name it) before listeners get it.",
+    )
 
     @field_validator("ping_interval")
     @classmethod

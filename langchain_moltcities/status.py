@@ -63,6 +63,8 @@ class ClientStatus(BaseModel):
     mention_warning: str | None = None
     # REST reads (the live server's only "mark read") that failed and wait for a retry.
     unsent_reads: int = 0
+    callbacks_dropped: int = 0
+    """``on_mention`` calls dropped because ``max_pending_callbacks`` were in flight."""
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import re
-import unicodedata
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
@@ -28,17 +26,20 @@ from langchain_moltcities.errors import (
     NotConnectedError,
     RateLimitError,
 )
+from langchain_moltcities.keyguard import carries_key
 from langchain_moltcities.protocol import ChatFrame, NotificationFrame, PresenceFrame
 from langchain_moltcities.render import (
     chat_lines,
     chat_record,
     connection_line,
+    fenced_inline,
     new_fence,
     notification_lines,
     notification_record,
     presence_record,
     presence_summary,
 )
+from langchain_moltcities.restcheck import check_chat_text
 
 __all__ = [
     "MAX_CHAT_CHARS",
@@ -51,26 +52,6 @@ __all__ = [
 ]
 
 MAX_CHAT_CHARS = 500
-# Anything shaped like a MoltCities key: posting one would hand an account to every reader.
-_KEY_SHAPE = re.compile(r"mc_[0-9a-f]{16,}", re.IGNORECASE)
-
-
-def _carries_a_key(message: str, key: str) -> bool:
-    """Whether ``message`` shows ``key`` or any MoltCities-shaped key to a reader.
-
-    Checked on what a reader sees: invisible characters dropped and look-alike forms
-    (full-width letters) folded, so ``mc_<zero-width>ab12...`` is caught too.
-    """
-    seen = unicodedata.normalize(
-        "NFKC", "".join(ch for ch in message if unicodedata.category(ch) not in _INVISIBLE)
-    )
-    for text in (message, seen):
-        if (key and key in text) or _KEY_SHAPE.search(text):
-            return True
-    return False
-
-
-_INVISIBLE = frozenset({"Cc", "Cf", "Cs"})
 
 
 def explain_validation_error(error: ValidationError | ValidationErrorV1) -> str:
@@ -106,6 +87,11 @@ def _tool_error(exc: MoltCitiesError) -> ToolException:
         )
     if isinstance(exc, NotConnectedError):
         return ToolException(f"Not connected to MoltCities: {exc}")
+    if isinstance(exc, ApiError) and exc.from_server:
+        # The body is the server's (or whoever controls it): fenced like a peer's text.
+        return ToolException(
+            f"MoltCities API error {exc.status}; {fenced_inline(exc.message, 300)}. {exc.hint}"
+        )
     if isinstance(exc, ApiError | InvalidArgumentError):
         return ToolException(str(exc))
     return ToolException(f"MoltCities error: {exc}")
@@ -167,8 +153,9 @@ class CheckNotificationsTool(_MoltCitiesTool):
     description: str = (
         "Read MoltCities notifications you have not seen yet (inbox messages, guestbook "
         "entries, job applications and status changes, @mentions), oldest first. Each shows "
-        "its id (for ack_notification), event type, time, sender and text. Says how many more "
-        "are waiting."
+        'its id (for ack_notification), event type, time, sender (@handle, or a "quoted" '
+        "display name when no handle is known: not an @-able handle) and text. Says how many "
+        "more are waiting."
     )
     args_schema: type[BaseModel] = CheckNotificationsInput
 
@@ -236,7 +223,8 @@ class ReadTownSquareTool(_MoltCitiesTool):
     name: str = "read_town_square"
     description: str = (
         "Read the MoltCities Town Square (public chat) messages you have not seen yet, oldest "
-        "first, with a summary of who joined or left and how many agents are online."
+        "first, with a summary of who joined or left and how many agents are online. Authors "
+        'show as @handle, or as a "quoted" display name when no handle is known.'
     )
     args_schema: type[BaseModel] = ReadTownSquareInput
 
@@ -323,12 +311,16 @@ class PostChatTool(_MoltCitiesTool):
                 f"{MAX_CHAT_CHARS} characters (not counting surrounding spaces). Shorten it and "
                 "try again."
             )
-        if _carries_a_key(message, self.client._key.get_secret_value()):
+        if carries_key(message, self.client._key.get_secret_value()):
             raise ToolException(
-                "Refused: the message contains an API key (or something shaped like a "
-                "MoltCities key, 'mc_' followed by hex). Keys must never be posted. Remove it "
-                "and try again."
+                "Refused: the message contains an API key, a piece of it, or something shaped "
+                "like a MoltCities key ('mc_' followed by hex), possibly encoded, reversed or "
+                "split. Keys must never be posted. Remove it and try again."
             )
+        try:
+            check_chat_text(text, "")
+        except InvalidArgumentError as exc:
+            raise ToolException(f"Refused: {exc}") from None
         return text
 
     @staticmethod

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import secrets
 import signal
 import threading
 from collections.abc import Callable, Sequence
@@ -18,6 +20,11 @@ class KeysFileError(ValueError):
 
 def read_keys_file(path: Path) -> dict[str, tuple[str, str]]:
     """``{handle: (id, api_key)}`` from a keys file; empty if it does not exist."""
+    if path.is_symlink():
+        # Someone could have planted it to hand us keys they know, or to aim our write.
+        raise KeysFileError(
+            f"{path} is a symbolic link; refusing to use it for keys: give a regular file"
+        )
     if not path.exists():
         return {}
     try:
@@ -32,9 +39,27 @@ def read_keys_file(path: Path) -> dict[str, tuple[str, str]]:
 
 
 def write_keys_file(path: Path, server: LocalServer) -> None:
+    """Write the keys, readable by the owner only from the first byte.
+
+    A new file is created 0600 with ``O_EXCL``; an existing one is replaced by a fresh 0600
+    file renamed over it (``os.replace`` swaps the name: a symlink planted at ``path`` is
+    replaced, never followed), so no one else ever reads the keys, even for a moment.
+    """
     data = {h: {"id": a.id, "api_key": a.api_key} for h, a in server.agents.items()}
-    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    path.chmod(0o600)  # it holds secrets
+    payload = (json.dumps(data, indent=2) + "\n").encode("utf-8")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    try:
+        fd = os.open(tmp, flags, 0o600)
+    except OSError as exc:
+        raise KeysFileError(f"cannot create the keys file next to {path}: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(payload)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise KeysFileError(f"cannot write the keys file {path}: {exc.strerror}") from None
 
 
 def serve(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from langchain_moltcities.mentions import Mention, MentionGuard
+from langchain_moltcities.protocol import NotificationFrame
 
 
 class Clock:
@@ -16,7 +17,7 @@ class Clock:
 
 
 def mention(i: int, author: str = "bob") -> Mention:
-    return Mention(id=f"n{i}", author_id=f"id-{author}", author_handle=author, received_at=0.0)
+    return Mention(id=f"n{i}", author_id=f"id-{author}", author_handle=author, received_at=1000.0)
 
 
 @pytest.fixture
@@ -101,13 +102,17 @@ def test_turn_cap_per_window_stops_a_bot_loop(clock: Clock) -> None:
     assert g.offer(mention(99, "echo-bot")) == "queued"
 
 
-def test_cap_reached_while_queued_skips_at_turn_time(clock: Clock) -> None:
+def test_a_mention_over_the_cap_waits_for_the_window(clock: Clock) -> None:
     g = guard(clock, cooldown=0.0, max_turns=1, window=60.0)
     g.offer(mention(1, "bob"))
     g.next_turn()
-    assert g.offer(mention(2, "carol")) == "cap"
+    assert g.offer(mention(2, "carol")) == "deferred"
     g.turn_done()
-    assert g.next_turn() == ([], [])
+    assert g.next_turn() == ([], [])  # still capped: carol waits, not skipped
+    assert g.pending == 1
+    clock.now += 60  # the window moves on
+    batch, skipped = g.next_turn()
+    assert [m.id for m in batch] == ["n2"] and skipped == []
 
 
 def test_reply_cap_counts_replies_not_turns(clock: Clock) -> None:
@@ -120,9 +125,9 @@ def test_reply_cap_counts_replies_not_turns(clock: Clock) -> None:
     g.next_turn()
     g.turn_done(replies=1)
     clock.now += 1
-    assert g.offer(mention(3, "dave")) == "cap"
+    assert g.offer(mention(3, "dave")) == "deferred"
     clock.now += 59  # the first turn's replies leave the window
-    assert g.offer(mention(4, "dave")) == "queued"
+    assert g.offer(mention(4, "erin")) == "queued"
 
 
 def test_bad_settings_are_refused() -> None:
@@ -130,3 +135,53 @@ def test_bad_settings_are_refused() -> None:
         MentionGuard(max_turns=0)
     with pytest.raises(ValueError, match="max_replies"):
         MentionGuard(max_replies=0)
+
+
+def named(i: int, author: str, text: str = "hi") -> Mention:
+    return Mention(id=f"n{i}", author_id=f"id-{author}", author_handle=author, received_at=1000.0)
+
+
+def test_a_flood_is_bounded_and_a_newcomer_still_gets_in(clock: Clock) -> None:
+    g = MentionGuard(cooldown=0.0, max_turns=100, clock=clock, max_pending=50, max_batch=10)
+    g.busy = True  # a turn is running: everything queues
+    verdicts = [g.offer(named(i, f"flood{i % 5}")) for i in range(1000)]
+    assert g.pending == 50
+    assert verdicts.count("overflow") + len(g.take_evicted()) == 950
+    # A new author evicts one of the flooders' rather than being turned away.
+    assert g.offer(named(5000, "carol")) == "queued"
+    assert [m.id for m in g.take_evicted()] and g.pending == 50
+    g.busy = False
+    batch, _ = g.next_turn()
+    assert len(batch) == 10  # one batch holds at most max_batch
+    assert "carol" in {m.author for m in batch}  # one per author first: carol is not crowded out
+    assert g.pending == 40  # the rest wait for the next turn
+
+
+def test_the_pending_set_is_bounded_in_characters(clock: Clock) -> None:
+    from langchain_moltcities.protocol import parse_object
+
+    g = MentionGuard(cooldown=0.0, clock=clock, max_pending=1000, max_pending_chars=10_000)
+    g.busy = True
+    for i in range(100):
+        frame = parse_object(
+            {
+                "type": "notification",
+                "id": f"big{i}",
+                "event_type": "mention",
+                "data": {"by_handle": f"a{i}", "snippet": "x" * 1000},
+            }
+        )
+        assert isinstance(frame, NotificationFrame)
+        g.offer(Mention.from_frame(frame, 1000.0))
+    assert g.pending <= 10  # 10,000 characters of ~1,100-character mentions
+
+
+def test_mentions_waiting_too_long_go_stale(clock: Clock) -> None:
+    g = MentionGuard(cooldown=0.0, max_turns=1, window=60.0, clock=clock, max_wait=100.0)
+    g.offer(named(1, "bob"))
+    g.next_turn()
+    g.turn_done()
+    assert g.offer(named(2, "carol")) == "deferred"
+    clock.now += 101
+    batch, skipped = g.next_turn()
+    assert batch == [] and [(m.id, why) for m, why in skipped] == [("n2", "stale")]

@@ -140,11 +140,9 @@ def test_a_mention_is_heard_from_chat_when_the_server_push_cannot_arrive(
         assert len(heard) == 1
         [m] = heard
         assert m.recovered and m.text == "@alice, one for you"
-        # Live: looked up (GET /api/agents/{id}) before the listener ran. The documented API
-        # has no such lookup; its chat names the author by display name until history,
-        # presence or an inbox message tells the handle.
-        assert m.sender_handle == ("bob" if srv.mode == "live" else None)
-        assert m.sender_name in ("bob", "Bob")
+        # The chat names the author by display name only: the handle was looked up
+        # (GET /api/agents/{id}) before the listener ran.
+        assert m.sender_handle == "bob" and m.sender_name == "bob"
         assert m.event_type == ("mention" if srv.mode == "documented" else "mention.chat")
         assert client.status().mentions_recovered == 1
         got = client.read_notifications(event_types=["mention"]).items

@@ -17,7 +17,7 @@ import pytest
 from websockets.asyncio.server import ServerConnection
 
 from conftest import PEER_KEY, PEER_LOGGER, Peer, answer_pings, eventually, fast_settings
-from langchain_moltcities import InvalidArgumentError, MoltCitiesClient
+from langchain_moltcities import InvalidArgumentError, MoltCitiesClient, MoltCitiesToolkit
 from langchain_moltcities.protocol import ChatFrame, NotificationFrame
 
 
@@ -510,3 +510,53 @@ async def test_polling_honours_retry_after(peer: Peer) -> None:
         await eventually(lambda: client.status().channels["personal"].received == 1)
         assert [n.id for n in client.read_notifications().items] == ["msg_1"]
     assert calls[1] - calls[0] >= wait  # the second poll waited out retry_after
+
+
+async def test_confirmed_only_on_a_real_echo_and_the_client_filters_either_way(
+    peer: Peer,
+) -> None:
+    # Issue 17 item 2: a peer that never answers subscribe must not be called "confirmed";
+    # issue 10 item 5: a peer that echoes but filters nothing is filtered by the client.
+    echo = asyncio.Event()
+
+    async def handler(ws: ServerConnection, n: int) -> None:
+        await ws.send(json.dumps({"type": "connected", "agent_id": "agent_me"}))
+        async for raw in ws:
+            msg = json.loads(raw)
+            if msg["type"] == "subscribe" and echo.is_set():
+                await ws.send(json.dumps({"type": "subscribed", "events": msg["events"]}))
+                for i, kind in enumerate(("guestbook.entry", "mention.chat", "inbox.message")):
+                    frame = {
+                        "type": "notification",
+                        "id": f"notif_{i}",
+                        "event_type": kind,
+                        "agent_id": "agent_me",
+                        "data": {"message_id": f"m{i}", "author_id": "agent_bob"},
+                    }
+                    await ws.send(json.dumps(frame))
+            elif msg["type"] == "ping":
+                await ws.send(json.dumps({"type": "pong"}))
+
+    peer.handler = handler
+    async with make_client(peer, settings=fast_settings(request_timeout=0.3)) as client:
+        assert await client.await_connected()
+        tool = next(
+            t for t in MoltCitiesToolkit(client=client).get_tools() if t.name == "set_subscriptions"
+        )
+        call = {"name": tool.name, "args": {"events": ["mention"]}, "id": "1", "type": "tool_call"}
+        silent = await tool.ainvoke(call)
+        assert silent.artifact["confirmed"] is False
+        assert "Not confirmed by the server" in str(silent.content)
+        assert "did not answer in time" in str(silent.content)
+        echo.set()
+        echoed = await tool.ainvoke(call)
+        assert echoed.artifact["confirmed"] is True
+        assert "confirmed by the server" in str(echoed.content)
+        await eventually(
+            lambda: client.status().channels["personal"].filtered_out == 2, what="the filter"
+        )
+        got = client.read_notifications()
+        assert [n.event_type for n in got.items] == ["mention.chat"]  # 'mention' covers it
+        assert client.subscription_status().server_filters is False
+        again = await tool.ainvoke(call)
+        assert "the server echoed it but does not filter" in str(again.content)

@@ -302,6 +302,11 @@ def test_rejected_key_is_fatal_with_a_clear_error(any_moltcities_server: LocalSe
     bad = "mc_" + "0" * 64
     with MoltCitiesClient(api_key=bad, base_url=srv.base_url, settings=fast_settings()) as client:
         assert client.wait_connected(timeout=15) is False
+        # wait_connected gives up as soon as one channel is terminal: wait for both.
+        wait_until(
+            lambda: all(c.state == "failed" for c in client.status().channels.values()),
+            what="both channels to fail",
+        )
         for ch in client.status().channels.values():
             assert ch.state == "failed"
             assert "API key" in (ch.last_error or "")

@@ -163,10 +163,6 @@ def test_3_handles_everywhere_on_the_live_dialect(moltcities_live_server: LocalS
         assert "@carol" in mention, mention
 
 
-@_xfail(
-    "the responder's prompt names a mention's author by handle even when the author is not "
-    "among the last chat messages it fetches"
-)
 def test_3_the_responder_prompt_names_authors_by_handle(
     moltcities_live_server: LocalServer,
 ) -> None:

@@ -8,14 +8,14 @@ from langchain_moltcities.state import MemoryStore
 from langchain_moltcities.state.responder_state import ResponderStateKeeper
 
 
-def _mention(i: int, at: str) -> Mention:
+def _mention(i: int, at: str, received_at: float = 0.0) -> Mention:
     frame = NotificationFrame(
         id=f"notif_{i}",
         event_type="mention",
         created_at=at,
         data={"message_id": f"chat_{i}", "by_agent_id": f"agent_b{i}", "by_handle": f"b{i}"},
     )
-    return Mention.from_frame(frame, 0.0)
+    return Mention.from_frame(frame, received_at)
 
 
 def _chat(who: str, at: str) -> ChatFrame:
@@ -58,7 +58,8 @@ def test_a_turn_cut_short_after_its_reply_is_done_before_it_is_run_again() -> No
 def test_guard_windows_and_cooldowns_move_to_the_new_clock() -> None:
     store, clock = MemoryStore(), [1000.0]
     k = _keeper(store, clock)
-    a, b = _mention(1, "2026-01-01T10:00:01Z"), _mention(2, "2026-01-01T10:00:02Z")
+    # Received now (a mention older than the guard's max_wait would be dropped as stale).
+    a, b = _mention(1, "2026-01-01T10:00:01Z", 1000.0), _mention(2, "2026-01-01T10:00:02Z", 1000.0)
     for m in (a, b):
         assert k.guard.offer(m) == "queued"
         batch, _ = k.guard.next_turn()
@@ -69,10 +70,10 @@ def test_guard_windows_and_cooldowns_move_to_the_new_clock() -> None:
     clock[0] = 5.0
     k2 = _keeper(store, clock)
     k2.restore_guard()
-    c = _mention(3, "2026-01-01T10:00:03Z")
-    assert k2.guard.offer(c) == "cap"  # two turns in the last 60 s already
+    c = _mention(3, "2026-01-01T10:00:03Z", 5.0)
+    assert k2.guard.offer(c) == "deferred"  # two turns in the last 60 s already: it waits
     # The second author, answered 0 s ago on the old clock: still inside the 10 s cooldown
     # (checked before the cap).
-    again = Mention("notif_9", "agent_b2", "b2", 0.0, None)
+    again = Mention("notif_9", "agent_b2", "b2", 5.0, None)
     assert k2.guard.offer(again) == "cooldown"
     assert k2.guard.offer(a) == "duplicate"  # handled before the restart
