@@ -43,14 +43,14 @@ class HolderBridge:
             self._unsent += [(n, n.id in got.redelivered) for n in got.items]
         moved = 0
         while self._unsent:
-            frame, redelivery = self._unsent[0]
+            batch = self._unsent[:500]
             try:
-                await self.stream.append(frame, redelivery=redelivery)
-            except Exception as exc:  # Redis down: keep the rest, try next round
+                await self.stream.append_many(batch)
+            except Exception as exc:  # Redis down: keep them all, try next round
                 _log.warning("fleet: appending to %s failed (%s)", self.stream.key, exc)
                 break
-            self._unsent.pop(0)
-            moved += 1
+            del self._unsent[: len(batch)]
+            moved += len(batch)
         self.appended += moved
         try:
             ids = await self.stream.peek_acks()

@@ -123,6 +123,30 @@ class WorkStream:
         )
         return None if got is None else str(got)
 
+    async def append_many(self, items: list[tuple[NotificationFrame, bool]]) -> int:
+        """:meth:`append` for a batch (frame, redelivery) in one round trip; how many were new.
+
+        Safe to repeat after a failure: ids already appended are skipped.
+        """
+        if not items:
+            return 0
+        await self.ensure_group()
+        pipe = self._redis.pipeline(transaction=False)
+        for frame, redelivery in items:
+            await self._append(
+                keys=[self.key, agent_key(self.prefix, self.identity, "appended", frame.id)],
+                args=[
+                    self.maxlen,
+                    int(self.dedupe_ttl * 1000),
+                    frame.id,
+                    frame.model_dump_json(),
+                    "1" if redelivery else "0",
+                ],
+                client=pipe,
+            )
+        replies = await pipe.execute()
+        return sum(1 for r in replies if r is not None)
+
     async def peek_acks(self, count: int = 500) -> list[str]:
         """The oldest MoltCities ids that workers acked (the holder sends, then drops them)."""
         got = await self._redis.lrange(self.acks_key, 0, count - 1)
