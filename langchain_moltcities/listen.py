@@ -24,10 +24,10 @@ _FATAL = {"failed", "displaced", "closed"}
 
 
 def _notification(n: NotificationFrame, again: bool = False) -> Text:
-    who = who_text(n.sender_handle, n.sender_name, n.sender_id)
+    who: list[str | Text] = [who_text(n.sender_handle, n.sender_name, n.sender_id)]
     if n.event_type in TEXTLESS_EVENT_TYPES:  # a follow or a job step: say who did what
         what = safe(action_of(n), 120)
-        who = what if has_no_sender(n) else styled(who, " ", what)
+        who = [what] if has_no_sender(n) else [*who, " ", what]
     tag = ("mention", "magenta") if n.is_mention else safe(n.event_type, 40, "cyan")
     subject: list[str | Text] = ["[", safe(n.subject, 80), "] "] if n.subject else []
     return styled(
@@ -37,7 +37,7 @@ def _notification(n: NotificationFrame, again: bool = False) -> Text:
         # shown before a restart (state file) and never acknowledged
         (" (re-delivery)", "yellow") if again else "",
         " ",
-        who,
+        *who,
         ": ",
         *subject,
         safe(n.text),

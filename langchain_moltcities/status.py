@@ -57,14 +57,14 @@ class ClientStatus(BaseModel):
     agent_id: str | None
     handle: str | None
     channels: dict[str, ChannelStatus]
+    callbacks_dropped: int = 0
+    """``on_mention`` calls dropped because ``max_pending_callbacks`` were in flight."""
     # Mentions derived from Town Square chat before (or without) the server's own.
     mentions_recovered: int = 0
     # Set when this client cannot hear some mentions (REST polling never lists them).
     mention_warning: str | None = None
     # REST reads (the live server's only "mark read") that failed and wait for a retry.
     unsent_reads: int = 0
-    callbacks_dropped: int = 0
-    """``on_mention`` calls dropped because ``max_pending_callbacks`` were in flight."""
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -157,6 +157,13 @@ def test_3_handles_everywhere_on_the_live_dialect(moltcities_live_server: LocalS
         post_as(srv, "carol", "hello @alice, how are you?").raise_for_status()
         wait_until(lambda: pending(client, "town-square") >= 2, "two chat lines")
         wait_until(lambda: pending(client) >= 1, "the mention")
+        # The chat frames name no handle: the client looks each author up once, in the
+        # background (until then a reader sees the display name, marked as a name).
+        wait_until(
+            lambda: all(client.handle_of(srv.agents[h].id) == h for h in ("bob", "carol")),
+            "the authors' handles",
+            DEADLINE,
+        )
         town = str(call(tools["read_town_square"], {"kinds": ["chat"]}).content)
         assert "@bob" in town and "@carol" in town, town
         mention = str(call(tools["check_notifications"], {}).content)
