@@ -96,6 +96,7 @@ class HolderLease:
         self._errors: tuple[type[BaseException], ...] = (aioredis.RedisError, OSError)
         self._valid_until = 0.0  # monotonic: the lease may have expired after this
         self._reported = False  # what on_change last said
+        self._not_before = 0.0  # monotonic: step_down's pause, no acquiring before this
 
     def __repr__(self) -> str:
         return f"HolderLease({self.identity!r}, {self.location!r}, holding={self.holding})"
@@ -152,6 +153,12 @@ class HolderLease:
         except self._errors as exc:
             _log.warning("lease %s: release failed (%s); it expires", self.key, exc)
 
+    async def step_down(self, pause: float) -> None:
+        """Release, and try to acquire again only after ``pause`` seconds (e.g. MoltCities
+        said another connection took the agent's socket: taking it back would fight)."""
+        self._not_before = time.monotonic() + pause
+        await self.release()
+
     async def run(self, stop: asyncio.Event) -> None:
         """Hold when we can, renew while we hold, stand by otherwise; release on ``stop``."""
         try:
@@ -162,7 +169,7 @@ class HolderLease:
                     # Our renewals came too late (a stalled loop): the lease may be someone
                     # else's by now. Say so, drop our key if it is still there, start over.
                     await self.release()
-                else:
+                elif time.monotonic() >= self._not_before:
                     await self.try_acquire()
                 # A standby tries as often as a holder renews: takeover within ttl + renew_every.
                 deadline = self.renew_every

@@ -6,7 +6,9 @@ opens the MoltCities client (sockets, with ``state=`` on the same Redis) and bri
 stream (:mod:`.bridge`); the moment it stops holding it stops bridging and closes the client.
 All workers, the holder included, take notifications from the stream through the consumer
 group and hand each to ``handler``; an item is acked (and so marked read on MoltCities) only
-after ``handler`` returns, so a worker that dies mid-turn leaves it for another.
+after ``handler`` returns, so a worker that dies mid-turn leaves it for another. A holder
+displaced by MoltCities (4003: another connection took the socket) steps down and stays out
+for ``displaced_pause`` seconds rather than fight for the socket.
 """
 
 from __future__ import annotations
@@ -47,11 +49,12 @@ class FleetWorker:
         visibility_timeout: float = 30.0,
         settings: ClientSettings | None = None,
         on_holding: Callable[[bool], None] | None = None,
+        displaced_pause: float = 60.0,
     ) -> None:
         self.api_key, self.base_url, self.redis_url = api_key, base_url, redis_url
         self.identity, self.handler, self.settings = identity, handler, settings
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
-        self.on_holding = on_holding
+        self.on_holding, self.displaced_pause = on_holding, displaced_pause
         self.lease = HolderLease(redis_url, identity, ttl=lease_ttl)
         self.stream = WorkStream(redis_url, identity, visibility_timeout=visibility_timeout)
         self.client: MoltCitiesClient | None = None
@@ -89,12 +92,27 @@ class FleetWorker:
                 self.on_holding(True)
             bridge = HolderBridge(client, self.stream)
             while not stop.is_set() and self.lease.holding:
+                if self._displaced(client):
+                    # 4003: a connection outside this fleet took the agent's socket. Stop
+                    # holding at once and stay out for a while instead of taking it back.
+                    _log.warning(
+                        "fleet: %s displaced (4003); stepping down for %g s",
+                        self.name,
+                        self.displaced_pause,
+                    )
+                    await self.lease.step_down(self.displaced_pause)
+                    await self._drop_client()
+                    break
                 try:
                     await bridge.pump()
                 except Exception as exc:  # one bad round must not end the holder
                     _log.warning("fleet: holder round failed (%s)", exc)
                 await self._wait(stop, 0.02)
             await self._drop_client()
+
+    @staticmethod
+    def _displaced(client: MoltCitiesClient) -> bool:
+        return any(c.state == "displaced" for c in client.status().channels.values())
 
     async def _drop_client(self) -> None:
         client, self.client = self.client, None
