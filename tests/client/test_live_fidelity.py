@@ -34,10 +34,6 @@ from langchain_moltcities.testing import WAIT, chat_texts, post_as, wait_until
 DEADLINE = 10.0
 
 
-def _xfail(what: str) -> pytest.MarkDecorator:
-    return pytest.mark.xfail(strict=True, reason=f"issue 10: {what}; client fix on branch i10b")
-
-
 @contextmanager
 def live_client(srv: LocalServer, handle: str = "alice", **kw: Any) -> Iterator[MoltCitiesClient]:
     kw.setdefault("settings", fast_settings())
