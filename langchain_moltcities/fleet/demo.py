@@ -164,7 +164,10 @@ async def _worker(base: str, redis_url: str, name: str, key: str) -> None:
             resp = await http.post(
                 "/api/chat", json={"message": reply}, headers={"Authorization": f"Bearer {key}"}
             )
-            print(f"answered {entry.frame.id} {resp.status_code}", flush=True)
+            # Books by chat message: the server's mention and one recovered from the chat
+            # are the same question, under two notification ids.
+            asked = entry.frame.chat_message_id or entry.frame.id
+            print(f"answered {asked} {resp.status_code}", flush=True)
 
         def holding(on: bool) -> None:
             print(f"holder {'on' if on else 'off'} {time.monotonic()}", flush=True)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from langchain_moltcities.errors import MoltCitiesError
 from langchain_moltcities.protocol import NotificationFrame
+from langchain_moltcities.recovered import chat_key
 from langchain_moltcities.state.redis import agent_key, redact_url
 
 if TYPE_CHECKING:
@@ -45,6 +46,14 @@ for i = 2, #ARGV, 2 do
 end
 return n
 """
+
+
+def _item_key(frame: NotificationFrame) -> str:
+    """What makes two notifications one item: a chat mention is known by its chat message,
+    whether the server raised it or a client recovered it from the chat (a new holder may see
+    both, under two ids)."""
+    cid = frame.chat_message_id if frame.is_mention else None
+    return chat_key(cid) if cid else frame.id
 
 
 @dataclass(frozen=True)
@@ -89,6 +98,9 @@ class WorkStream:
         self._ack = self._redis.register_script(_ACK)
         self._append = self._redis.register_script(_APPEND)
 
+    def _marker(self, frame: NotificationFrame) -> str:
+        return agent_key(self.prefix, self.identity, "appended", _item_key(frame))
+
     def __repr__(self) -> str:
         return f"WorkStream({self.identity!r}, {self.location!r})"
 
@@ -112,7 +124,7 @@ class WorkStream:
         """
         await self.ensure_group()
         got = await self._append(
-            keys=[self.key, agent_key(self.prefix, self.identity, "appended", frame.id)],
+            keys=[self.key, self._marker(frame)],
             args=[
                 self.maxlen,
                 int(self.dedupe_ttl * 1000),
@@ -134,7 +146,7 @@ class WorkStream:
         pipe = self._redis.pipeline(transaction=False)
         for frame, redelivery in items:
             await self._append(
-                keys=[self.key, agent_key(self.prefix, self.identity, "appended", frame.id)],
+                keys=[self.key, self._marker(frame)],
                 args=[
                     self.maxlen,
                     int(self.dedupe_ttl * 1000),

@@ -23,6 +23,7 @@ from langchain_moltcities.fleet.bridge import HolderBridge
 from langchain_moltcities.fleet.embedded import EmbeddedRedis
 from langchain_moltcities.fleet.stream import WorkStream
 from langchain_moltcities.protocol import NotificationFrame
+from langchain_moltcities.recovered import RECOVERED_EVENT_TYPE
 from langchain_moltcities.server.runner import LocalServer
 from langchain_moltcities.testing import wait_until
 
@@ -126,6 +127,23 @@ async def test_an_id_is_appended_once(redis_url: str) -> None:
         assert await stream.append(_frame(1)) is not None
         assert await stream.append(_frame(1), redelivery=True) is None
         assert [e.frame.id for e in await stream.read("w")] == ["n1"]
+    finally:
+        await stream.aclose()
+
+
+async def test_a_mention_and_its_recovered_twin_are_one_item(redis_url: str) -> None:
+    """A new holder may get the server's mention and the one its client derived from the
+    chat (two ids, one chat message): the stream takes the first only."""
+    stream = WorkStream(redis_url, "agent_x")
+    try:
+        server = NotificationFrame(
+            id="n9", event_type=RECOVERED_EVENT_TYPE, data={"message_id": "m1"}
+        )
+        twin = NotificationFrame(
+            id="chat:m1", event_type=RECOVERED_EVENT_TYPE, data={"message_id": "m1"}, recovered=True
+        )
+        assert await stream.append_many([(server, False), (twin, False)]) == 1
+        assert [e.frame.id for e in await stream.read("w")] == ["n9"]
     finally:
         await stream.aclose()
 
