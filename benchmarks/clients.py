@@ -13,7 +13,7 @@ from typing import Any
 from websockets.asyncio.client import connect
 
 from benchmarks.common import collect_garbage, now_ns
-from langchain_moltcities import ClientSettings, MoltCitiesClient
+from langchain_moltcities import ClientSettings, LoopRunner, MoltCitiesClient
 from langchain_moltcities.protocol import DOCUMENTED_EVENT_TYPES, NotificationFrame
 
 BENCH_KEY = "mc_" + "0" * 64  # the flood server accepts any key
@@ -29,23 +29,28 @@ def ws_url(http_url: str, *, token: str = BENCH_KEY, channel: str | None = None)
 # ---------------------------------------------------------------------- bare websockets client
 
 
-async def _bare_flood(url: str, n: int) -> float:
+async def _bare_flood(url: str, n: int) -> tuple[float, float]:
     async with connect(url, max_size=MAX_SIZE) as ws:
         await ws.recv()  # connected
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         await ws.send(json.dumps({"type": "subscribe", "events": ["inbox.message"]}))
         count = 0
         async for raw in ws:
             if json.loads(raw).get("type") == "notification":
                 count += 1
                 if count == n:
-                    return time.perf_counter() - t0
+                    return time.perf_counter() - t0, time.process_time() - c0
     raise RuntimeError(f"the bare client got {count} of {n} notifications")
 
 
 def bare_flood_seconds(base: str, n: int) -> float:
     """Seconds for a bare client to receive and json.loads ``n`` flooded notifications."""
-    return asyncio.run(_bare_flood(ws_url(f"{base}/flood/{n}"), n))
+    return asyncio.run(_bare_flood(ws_url(f"{base}/flood/{n}"), n))[0]
+
+
+def bare_flood_cpu(base: str, n: int) -> float:
+    """CPU seconds (this process) the bare client spends on ``n`` flooded notifications."""
+    return asyncio.run(_bare_flood(ws_url(f"{base}/flood/{n}"), n))[1]
 
 
 async def _bare_latencies(url: str, n: int) -> list[float]:
@@ -80,6 +85,7 @@ class MentionProbe:
     latencies_ms: list[float] = field(default_factory=list)
     done: threading.Event = field(default_factory=threading.Event)
     done_at: float = 0.0
+    done_cpu: float = 0.0
     on_first: Callable[[], None] | None = None
     on_done: Callable[[], None] | None = None
 
@@ -92,6 +98,7 @@ class MentionProbe:
             self.on_first()
         if len(self.latencies_ms) >= self.expected and not self.done.is_set():
             self.done_at = time.perf_counter()
+            self.done_cpu = time.process_time()
             if self.on_done is not None:
                 self.on_done()
             self.done.set()
@@ -112,6 +119,7 @@ def make_client(
     api_key: str = BENCH_KEY,
     settings: ClientSettings | None = None,
     state: str | None = None,
+    runner: LoopRunner | None = None,
 ) -> MoltCitiesClient:
     return MoltCitiesClient(
         api_key=api_key,
@@ -121,6 +129,7 @@ def make_client(
         on_mention=on_mention,
         settings=settings,
         state=state,
+        runner=runner,
     )
 
 
@@ -141,8 +150,9 @@ def client_flood_seconds(
     on_first: Callable[[], None] | None = None,
     on_done: Callable[[], None] | None = None,
     state: str | None = None,
-) -> tuple[float, dict[str, int]]:
-    """Seconds for MoltCitiesClient to buffer ``n`` flooded notifications, and its counters.
+) -> tuple[float, dict[str, float]]:
+    """Seconds for MoltCitiesClient to buffer ``n`` flooded notifications, and its counters
+    (with ``cpu_s``: CPU seconds of this process meanwhile, every thread).
 
     The flood's first and last frames are mentions: ``on_mention`` for the last marks the end
     (frames are handled in order), so the measuring thread never competes for the GIL.
@@ -154,7 +164,7 @@ def client_flood_seconds(
         f"{base}/flood/{n}", buffer_size=buffer_size, on_mention=probe.async_callback, state=state
     )
     with start_connected(client):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         # The server's "go"; every type the flood sends, since the client filters by it.
         client.set_subscriptions(list(DOCUMENTED_EVENT_TYPES))
         if not probe.done.wait(600):
@@ -165,4 +175,7 @@ def client_flood_seconds(
         "received": personal.received,
         "duplicates_dropped": personal.duplicates_dropped,
         "overflow_dropped": personal.overflow_dropped,
+        "pending": personal.pending,
+        "held_bytes": personal.held_bytes,
+        "cpu_s": probe.done_cpu - c0,
     }

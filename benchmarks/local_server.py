@@ -1,6 +1,7 @@
 """The package's LocalServer in its own process, for the idle and many-agents figures.
 
-``python -m benchmarks.local_server KEYS_FILE N`` starts a documented-mode server with agents
+``python -m benchmarks.local_server KEYS_FILE N [MODE]`` starts a server (``documented`` mode
+unless MODE says ``live``: that one never answers a client's close frame) with agents
 ``a0``..``a{N-1}``, writes their API keys to KEYS_FILE (mode 0600), prints ``URL <base>`` and
 serves until its stdin closes.
 """
@@ -16,6 +17,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Literal
 
 from benchmarks.common import ROOT, _child_env
 
@@ -28,12 +30,14 @@ def raise_fd_limit() -> None:
 
 
 @contextmanager
-def local_server_process(n_agents: int) -> Iterator[tuple[str, list[str]]]:
+def local_server_process(
+    n_agents: int, mode: str = "documented"
+) -> Iterator[tuple[str, list[str]]]:
     """Yield (base URL, API keys of a0..a{n-1}) of a LocalServer running in a child process."""
     with tempfile.TemporaryDirectory() as tmp:
         keys_file = Path(tmp) / "keys.json"
         proc = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.local_server", str(keys_file), str(n_agents)],
+            [sys.executable, "-m", "benchmarks.local_server", str(keys_file), str(n_agents), mode],
             cwd=ROOT,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -62,8 +66,9 @@ def main() -> None:
 
     raise_fd_limit()
     keys_file, n = Path(sys.argv[1]), int(sys.argv[2])
+    mode: Literal["documented", "live"] = "live" if sys.argv[3:] == ["live"] else "documented"
     handles = [f"a{i}" for i in range(n)]
-    with LocalServer(mode="documented", agents=handles) as server:
+    with LocalServer(mode=mode, agents=handles) as server:
         fd = os.open(keys_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump([server.agents[h].api_key for h in handles], f)

@@ -13,6 +13,7 @@ from langchain_moltcities.errors import (
 from langchain_moltcities.mentions import MentionGuard, MentionResponder
 from langchain_moltcities.offline_model import OfflineChatModel
 from langchain_moltcities.protocol import parse_frame
+from langchain_moltcities.runtime import LoopRunner, aclose_all, astart_all, close_all, start_all
 from langchain_moltcities.settings import ClientSettings
 from langchain_moltcities.tools import (
     AckNotificationTool,
@@ -32,6 +33,7 @@ __all__ = [
     "ClientSettings",
     "ClientStatus",
     "InvalidArgumentError",
+    "LoopRunner",
     "MentionGuard",
     "MentionResponder",
     "MoltCitiesClient",
@@ -44,6 +46,10 @@ __all__ = [
     "ReadResult",
     "ReadTownSquareTool",
     "SetSubscriptionsTool",
+    "aclose_all",
+    "astart_all",
+    "close_all",
     "parse_frame",
+    "start_all",
 ]
 __version__ = "0.1.0"

@@ -1,8 +1,9 @@
-"""``MoltCitiesClient``: one background thread and loop own every connection.
+"""``MoltCitiesClient``: every connection of one agent, run on a background loop.
 
 The same client serves plain scripts, asyncio code, Jupyter (a loop already running) and
-LangChain's sync and async tool paths: work always runs on the client's own loop, sync
-methods wait for it from the caller's thread, async twins await it from the caller's loop.
+LangChain's sync and async tool paths: work always runs on the loop of the client's
+:class:`~langchain_moltcities.runtime.LoopRunner` (its own, or one shared by many clients),
+sync methods wait for it from the caller's thread, async twins await it from the caller's loop.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from langchain_moltcities.errors import (
     MoltCitiesError,
     NotConnectedError,
 )
+from langchain_moltcities.holding import FrameCodec
 from langchain_moltcities.ingest import Ingest, Outcome, TownSquareItem
 from langchain_moltcities.listeners import MentionCallback, call_async, call_sync, is_async_callable
 from langchain_moltcities.protocol import (
@@ -57,6 +59,7 @@ from langchain_moltcities.protocol import (
 )
 from langchain_moltcities.redact import redact
 from langchain_moltcities.rest import RestApi
+from langchain_moltcities.runtime import LoopRunner, aclose_all, close_all
 from langchain_moltcities.settings import ClientSettings, api_key_from_env, base_url_from_env
 from langchain_moltcities.state import AgentState, StateSpec, open_store
 from langchain_moltcities.state.client_state import ClientStateKeeper, resolve_agent_key
@@ -93,6 +96,7 @@ class MoltCitiesClient:
         settings: ClientSettings | None = None,
         allow_insecure: bool = False,
         state: StateSpec = None,
+        runner: LoopRunner | None = None,
     ) -> None:
         key = (
             api_key
@@ -126,11 +130,21 @@ class MoltCitiesClient:
             raise InvalidArgumentError(f"buffer_size must be a positive int, got {buffer_size!r}")
         self.settings = settings or ClientSettings()
         self.buffer_size = buffer_size
+        s = self.settings
+        # Held as compact JSON bytes (see holding.py), bounded in count and in bytes.
         self._notifications: DeliveryBuffer[NotificationFrame] = DeliveryBuffer(
-            buffer_size, dedupe_memory=self.settings.dedupe_memory, name="notifications"
+            buffer_size,
+            dedupe_memory=s.dedupe_memory,
+            name="notifications",
+            codec=FrameCodec((NotificationFrame,), s.max_item_bytes),
+            max_bytes=s.buffer_max_bytes,
         )
         self._town: DeliveryBuffer[TownSquareItem] = DeliveryBuffer(
-            buffer_size, dedupe_memory=self.settings.dedupe_memory, name="town-square"
+            buffer_size,
+            dedupe_memory=s.dedupe_memory,
+            name="town-square",
+            codec=FrameCodec((ChatFrame, PresenceFrame), s.max_item_bytes),
+            max_bytes=s.buffer_max_bytes,
         )
         self._listeners: list[MentionCallback] = [on_mention] if on_mention else []
         self._dispatched = RecentIds(self.settings.dedupe_memory)
@@ -143,8 +157,10 @@ class MoltCitiesClient:
         self._agent_id: str | None = None
         self._handle: str | None = None
         self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        # Default: a private runner (one thread, ended by close()): one client's blocking
+        # work never stalls another's. Many clients share one by passing the same runner.
+        self._runner = runner or LoopRunner("moltcities-client", private=True)
+        self._started = False
         self._closed = False
         self._rest: RestApi | None = None
         self._channels: dict[str, Channel] = {}
@@ -159,7 +175,7 @@ class MoltCitiesClient:
     # ------------------------------------------------------------------ identity & repr
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else ("started" if self._thread else "not started")
+        state = "closed" if self._closed else ("started" if self._started else "not started")
         return (
             f"MoltCitiesClient(base_url={redact(self._base_url)!r}, "
             f"channels={list(self._channel_names)}, transport={self._transport!r}, {state})"
@@ -189,6 +205,11 @@ class MoltCitiesClient:
         return self._keeper.state if self._keeper is not None else None
 
     @property
+    def runner(self) -> LoopRunner:
+        """The :class:`~langchain_moltcities.runtime.LoopRunner` this client runs on."""
+        return self._runner
+
+    @property
     def subscriptions(self) -> list[str] | None:
         """The event types asked for (None: everything), as the agent named them."""
         wanted = self._ingest.subscriptions.wanted
@@ -211,41 +232,23 @@ class MoltCitiesClient:
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> MoltCitiesClient:
-        """Start the background thread and connections; returns at once (idempotent)."""
+        """Attach to the runner (starting its thread if needed) and connect; returns at once
+        (idempotent)."""
         with self._lock:
             if self._closed:
                 raise NotConnectedError(
                     "this MoltCitiesClient was closed; create a new one to reconnect"
                 )
-            if self._thread is not None:
+            if self._started:
                 return self
-            loop = asyncio.new_event_loop()
-            ready = threading.Event()
-            thread = threading.Thread(
-                target=self._thread_main, args=(loop, ready), name="moltcities-client", daemon=True
-            )
-            thread.start()
-            ready.wait()
-            self._loop, self._thread = loop, thread
-        asyncio.run_coroutine_threadsafe(self._astart(), loop).result(timeout=30)
+            loop = self._runner.attach()
+            self._started = True
+        if self._runner.in_loop_thread():
+            # Started from code on a shared loop: nothing inside _astart waits.
+            loop.create_task(self._astart())
+        else:
+            self._runner.run(self._astart(), timeout=30)
         return self
-
-    def _thread_main(self, loop: asyncio.AbstractEventLoop, ready: threading.Event) -> None:
-        asyncio.set_event_loop(loop)
-        loop.call_soon(ready.set)
-        try:
-            loop.run_forever()
-        finally:
-            try:
-                leftovers = [t for t in asyncio.all_tasks(loop) if not t.done()]
-                for task in leftovers:
-                    task.cancel()
-                if leftovers:
-                    loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
-                loop.run_until_complete(loop.shutdown_asyncgens())
-                loop.run_until_complete(loop.shutdown_default_executor())
-            finally:
-                loop.close()
 
     async def _astart(self) -> None:
         s = self.settings
@@ -318,33 +321,27 @@ class MoltCitiesClient:
             self._dispatch_mention(mention)
 
     def close(self) -> None:
-        """Stop every connection and the thread. Prompt, idempotent, safe from any thread."""
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            if self._own_store:
-                self._store.close()
-            return
-        if threading.current_thread() is thread:
-            # Called from a callback on our own loop: we can't join ourselves; finish in the loop.
-            loop.create_task(self._ashutdown(stop_loop=True))
-            return
-        fut = asyncio.run_coroutine_threadsafe(self._ashutdown(stop_loop=False), loop)
-        try:
-            fut.result(timeout=self.settings.close_timeout + 10)
-        except Exception:
-            _log.warning("client shutdown did not finish cleanly", exc_info=False)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=10)
+        """Stop every connection (and a private runner's thread). Prompt, idempotent, safe
+        from any thread."""
+        close_all([self])
 
     async def aclose(self) -> None:
         """Async twin of :meth:`close`, usable from any event loop."""
-        await asyncio.to_thread(self.close)
+        await aclose_all([self])
 
-    async def _ashutdown(self, *, stop_loop: bool) -> None:
+    def _mark_closed(self) -> bool:
+        """Mark closed; True if there is a started client to shut down."""
+        with self._lock:
+            if self._closed:
+                return False
+            self._closed = True
+            if not self._started and self._own_store:
+                self._store.close()  # never started: nothing on a loop to shut down
+            return self._started
+
+    async def _ashutdown(self) -> None:
+        for channel in self._channels.values():
+            channel.begin_close()  # close frames out first: their wait overlaps the rest
         if self._identity_task is not None:
             self._identity_task.cancel()
             await asyncio.gather(self._identity_task, return_exceptions=True)
@@ -367,8 +364,6 @@ class MoltCitiesClient:
         if self._executor is not None:
             # Idle workers exit at once; a callback still stuck is left to finish on its own.
             self._executor.shutdown(wait=not stuck, cancel_futures=True)
-        if stop_loop:
-            asyncio.get_running_loop().stop()
 
     def __enter__(self) -> MoltCitiesClient:
         return self.start()
@@ -408,6 +403,8 @@ class MoltCitiesClient:
                 duplicates_dropped=counters.duplicates_dropped,
                 overflow_dropped=counters.overflow_dropped,
                 pending=counters.pending,
+                held_bytes=counters.held_bytes,
+                truncated=counters.truncated,
                 unknown_frames=info.unknown_frames if info else 0,
                 invalid_frames=info.invalid_frames if info else 0,
                 oversized_frames=info.oversized_frames if info else 0,
@@ -424,7 +421,7 @@ class MoltCitiesClient:
                 filtered_out=self._ingest.subscriptions.filtered_out if name == "personal" else 0,
             )
         return ClientStatus(
-            started=self._thread is not None,
+            started=self._started,
             closed=self._closed,
             base_url=redact(self._base_url),
             transport=self._transport,
@@ -527,14 +524,14 @@ class MoltCitiesClient:
         except ValueError:
             raise InvalidArgumentError("that mention listener was not registered") from None
 
-    def _on_frame(self, channel: str, frame: ServerFrame) -> None:
+    def _on_frame(self, channel: str, frame: ServerFrame, raw: bytes | None = None) -> None:
         """Sink of every channel (runs on the client loop)."""
         if isinstance(frame, NotificationFrame):
-            outcome = self._ingest.notification(frame)
+            outcome = self._ingest.notification(frame, raw)
         elif isinstance(frame, ChatFrame):
-            outcome = self._ingest.chat(frame)
+            outcome = self._ingest.chat(frame, raw)
         elif isinstance(frame, PresenceFrame):
-            self._ingest.presence(frame)
+            self._ingest.presence(frame, raw)
             return
         else:
             if isinstance(frame, SubscribedFrame) and self._ingest.subscriptions.wanted is not None:
@@ -631,43 +628,30 @@ class MoltCitiesClient:
 
     # ------------------------------------------------------------------ running work
 
-    def _ensure_started(self) -> asyncio.AbstractEventLoop:
+    def _ensure_started(self) -> None:
         if self._closed:
             raise NotConnectedError("this MoltCitiesClient was closed; create a new one")
-        if self._loop is None:
+        if not self._started:
             self.start()
-        assert self._loop is not None
-        return self._loop
 
     def _run(self, coro: Coroutine[Any, Any, _T]) -> _T:
         try:
-            loop = self._ensure_started()
+            self._ensure_started()
         except BaseException:
             coro.close()
             raise
-        if threading.current_thread() is self._thread:
-            coro.close()
-            raise MoltCitiesError(
-                "a blocking MoltCitiesClient method was called from the client's own event loop "
-                "(e.g. in an async on_mention callback); use its async twin (a...) instead"
-            )
-        return asyncio.run_coroutine_threadsafe(coro, loop).result()
+        return self._runner.run(coro)
 
     async def _arun(self, coro: Coroutine[Any, Any, _T]) -> _T:
         try:
-            loop = (
-                self._loop
-                if self._loop is not None
-                else await asyncio.to_thread(self._ensure_started)
-            )
+            if not self._started:
+                await asyncio.to_thread(self._ensure_started)
             if self._closed:
                 raise NotConnectedError("this MoltCitiesClient was closed; create a new one")
         except BaseException:
             coro.close()
             raise
-        if asyncio.get_running_loop() is loop:
-            return await coro
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
+        return await self._runner.arun(coro)
 
     def _rest_api(self) -> RestApi:
         if self._rest is None:

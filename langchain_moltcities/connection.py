@@ -54,13 +54,15 @@ from langchain_moltcities.protocol import (
 from langchain_moltcities.redact import RedactingLogger, redact
 from langchain_moltcities.rest import RestApi
 from langchain_moltcities.settings import ClientSettings
+from langchain_moltcities.tls import ws_ssl_context
 
 __all__ = ["CHANNELS", "Channel", "ChannelInfo", "ChannelName", "FrameSink", "Transport"]
 
 ChannelName = Literal["personal", "town-square"]
 Transport = Literal["websocket", "poll"]
 CHANNELS: tuple[ChannelName, ...] = ("personal", "town-square")
-FrameSink = Callable[[str, ServerFrame], None]
+# (channel name, frame, the frame's bytes as received or None when it came another way)
+FrameSink = Callable[[str, ServerFrame, bytes | None], None]
 
 _log = logging.getLogger("langchain_moltcities.connection")
 _MESSAGE_TOO_BIG = 1009
@@ -169,6 +171,7 @@ class Channel:
         self._ws: ClientConnection | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._closing: asyncio.Future[None] | None = None
         self._failures = 0  # consecutive failed connect attempts
         self._next_poll_at = -float("inf")
         self._pending_acks: dict[str, None] = {}
@@ -194,19 +197,29 @@ class Channel:
 
     async def stop(self) -> None:
         """Stop promptly: cancel the loop, then close the socket (bounded by close_timeout)."""
-        self._stopping = True
+        self.begin_close()
         task, self._task = self._task, None
-        ws = self._ws
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-        if ws is not None:
-            await self._close_ws(ws)
+        if self._closing is not None:
+            await self._closing
         for fut in self._sub_waiters:
             fut.cancel()
         self._sub_waiters.clear()
         if self.info.state not in ("displaced", "failed"):
             self.info.state = "closed"
+
+    def begin_close(self) -> None:
+        """Stop reconnecting and send the close frame now; :meth:`stop` finishes the job.
+
+        The close frame goes out first so that its wait for a reply (which the live server
+        never sends) overlaps the rest of the shutdown, and, with many clients closing at
+        once, everyone else's too.
+        """
+        self._stopping = True
+        if self._closing is None and self._ws is not None:
+            self._closing = asyncio.ensure_future(self._close_ws(self._ws))
 
     async def _close_ws(self, ws: ClientConnection) -> None:
         try:
@@ -354,9 +367,12 @@ class Channel:
     async def _connect_once(self) -> Decision:
         self.info.state = "connecting"
         s = self._settings
+        url = self._url()
         try:
             ws = await connect(
-                self._url(),
+                url,
+                # One shared context: websockets would build one (~1 MB) per connection.
+                ssl=ws_ssl_context() if url.startswith("wss:") else None,
                 logger=self._ws_logger,
                 open_timeout=s.connect_timeout,
                 # Protocol-level pings catch a dead TCP link; app-level pings (below) keep the
@@ -450,11 +466,11 @@ class Channel:
                 frame = parse_frame(raw)
                 if type(frame) is NotificationFrame and self._backlog is None:
                     try:
-                        sink(name, frame)
+                        sink(name, frame, raw)
                     except Exception:
                         _log.exception("%s channel: delivering a frame failed", name)
                 else:
-                    handle(frame)
+                    handle(frame, raw)
         except ConnectionClosed as exc:
             oversize = exc.sent is not None and exc.sent.code == _MESSAGE_TOO_BIG
             if exc.sent is not None and "keepalive" in exc.sent.reason and not self._dead_reason:
@@ -524,11 +540,11 @@ class Channel:
 
     # ------------------------------------------------------------------ frames
 
-    def _handle(self, frame: ServerFrame) -> None:
+    def _handle(self, frame: ServerFrame, raw: bytes | None = None) -> None:
         if type(frame) is NotificationFrame:
             # Nearly every frame is one: straight to the sink, ahead of the rarer kinds.
             self._count_backlog(frame)
-            self._deliver(frame)
+            self._deliver(frame, raw)
         elif isinstance(frame, PongFrame):
             self._ping_outstanding_since = None
             self.info.pongs_received += 1
@@ -567,7 +583,7 @@ class Channel:
             if isinstance(frame, ChatFrame) and not self.info.backfill_pending:
                 # While a gap is still being back-filled the cursor must stay at its start.
                 self.chat.advance(frame)
-            self._deliver(frame)
+            self._deliver(frame, raw)
 
     def _log_bad(self, what: str) -> None:
         """Log the first few bad frames readably, then only count them (no log flood)."""
@@ -601,9 +617,9 @@ class Channel:
                 LIVE_OFFLINE_QUEUE_LIMIT,
             )
 
-    def _deliver(self, frame: ServerFrame) -> None:
+    def _deliver(self, frame: ServerFrame, raw: bytes | None = None) -> None:
         try:
-            self._sink(self.name, frame)
+            self._sink(self.name, frame, raw)
         except Exception:
             _log.exception("%s channel: delivering a frame failed", self.name)
 

@@ -70,7 +70,7 @@ class Ingest:
 
     # ------------------------------------------------------------------ intake
 
-    def notification(self, frame: NotificationFrame) -> Outcome:
+    def notification(self, frame: NotificationFrame, raw: bytes | None = None) -> Outcome:
         kind = frame.event_type
         subs = self.subscriptions
         if subs.wanted is not None and not subs.admits(kind, pushed=frame.queued is False):
@@ -92,7 +92,9 @@ class Ingest:
             # Acked before: never new again. A redelivery means the ack was lost, and a server
             # mention acked first as its recovered twin was never acked: (re-)send it.
             return Outcome(reack=frame.id) if frame.queued or is_mention else _NOTHING
-        if not self.notifications.offer(frame, item_id=frame.id, kind=kind, aliases=aliases):
+        if not self.notifications.offer(
+            frame, item_id=frame.id, kind=kind, aliases=aliases, raw=raw
+        ):
             if is_mention and (h := frame.sender_handle) and frame.sender_id:
                 # The server's twin of a recovered mention names the author's handle.
                 self.directory.learn(frame.sender_id, h)
@@ -111,10 +113,10 @@ class Ingest:
             return Outcome(mention=frame, look_up=look_up)
         return Outcome(look_up=look_up) if look_up else _NOTHING
 
-    def chat(self, frame: ChatFrame) -> Outcome:
+    def chat(self, frame: ChatFrame, raw: bytes | None = None) -> Outcome:
         if frame.agent_handle and frame.agent_id:
             self.directory.learn(frame.agent_id, frame.agent_handle)
-        if not self.town.offer(frame, item_id=frame.id, kind="chat"):
+        if not self.town.offer(frame, item_id=frame.id, kind="chat", raw=raw):
             return _NOTHING
         look_up = self._unknown(frame.agent_id, frame.agent_handle)
         if self.own_handle is None:
@@ -123,10 +125,10 @@ class Ingest:
         mention = self._mention_in(frame)
         return Outcome(mention=mention, look_up=look_up) if (mention or look_up) else _NOTHING
 
-    def presence(self, frame: PresenceFrame) -> None:
+    def presence(self, frame: PresenceFrame, raw: bytes | None = None) -> None:
         for agent_id, handle in handles_in_frame(frame):
             self.directory.learn(agent_id, handle)
-        self.town.offer(frame, item_id=None, kind="presence")
+        self.town.offer(frame, item_id=None, kind="presence", raw=raw)
 
     def learn_identity(
         self, agent_id: str | None, handle: str | None, *, documented: bool = False

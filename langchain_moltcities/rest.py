@@ -33,6 +33,7 @@ from langchain_moltcities.protocol import (
 from langchain_moltcities.redact import redact
 from langchain_moltcities.render import sanitize
 from langchain_moltcities.restcheck import check_chat_text, path_segment
+from langchain_moltcities.tls import http_ssl_context
 
 __all__ = ["CHAT_MAX_CHARS", "DEFAULT_MAX_RESPONSE_BYTES", "MAX_RETRY_AFTER", "RestApi"]
 
@@ -69,6 +70,7 @@ class RestApi:
             # HTTP(S)_PROXY in the environment would otherwise receive the Bearer key.
             proxy=proxy,
             trust_env=False,
+            verify=http_ssl_context(),  # one per process: each costs ~1 MB and ~100 ms
         )
 
     async def aclose(self) -> None:

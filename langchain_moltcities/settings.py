@@ -78,6 +78,18 @@ class ClientSettings(BaseModel):
         "and counted (callbacks_dropped).",
     )
     dedupe_memory: int = Field(10_000, gt=0, description="How many recent ids are remembered.")
+    buffer_max_bytes: int = Field(
+        64 << 20,
+        ge=1024,
+        description="Most bytes each unread buffer holds; past it the oldest items are dropped "
+        "(counted as overflow).",
+    )
+    max_item_bytes: int = Field(
+        64 << 10,
+        ge=1024,
+        description="Largest item a buffer holds whole; longer texts in it are cut in memory, "
+        "with a note giving their full length.",
+    )
     backfill_limit: int = Field(
         200, gt=0, le=200, description="Page size of the Town Square back-fill after a reconnect."
     )
@@ -106,6 +118,15 @@ class ClientSettings(BaseModel):
                 f"data_timeout {self.data_timeout:g} s must be longer than ping_interval "
                 f"{self.ping_interval:g} s: on a quiet channel only pongs arrive, one per ping, "
                 "so a shorter data_timeout would drop healthy connections"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _buffer_holds_an_item(self) -> ClientSettings:
+        if self.buffer_max_bytes < self.max_item_bytes:
+            raise ValueError(
+                f"buffer_max_bytes ({self.buffer_max_bytes}) must be at least max_item_bytes "
+                f"({self.max_item_bytes}) so a buffer can hold one whole item"
             )
         return self
 

@@ -29,6 +29,8 @@ class ChannelStatus(BaseModel):
     duplicates_dropped: int = 0
     overflow_dropped: int = 0
     pending: int = 0
+    held_bytes: int = 0
+    truncated: int = 0
     unknown_frames: int = 0
     invalid_frames: int = 0
     oversized_frames: int = 0
