@@ -39,6 +39,9 @@ class Row:
     passed: bool | None
     ratio: str = ""
     note: str = ""
+    # What must hold whatever the timing (nothing lost, counters balance, all connected), by
+    # name; ``passed`` includes them, and the smoke test asserts them even in a quick run.
+    checks: dict[str, bool] = field(default_factory=dict)
 
 
 @dataclass

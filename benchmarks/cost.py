@@ -50,6 +50,14 @@ def _norm(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
+def _names_a_handle(output: str, text_start: str | None) -> bool:
+    """The output line holding this item's text names its sender as ``@handle:``."""
+    if not text_start:
+        return False
+    line = next((ln for ln in output.splitlines() if text_start in _norm(ln)), "")
+    return re.search(r" @[a-z0-9][a-z0-9_-]*: ", line) is not None
+
+
 def missing_fields(output: str, frames: Sequence[dict[str, Any]]) -> list[str]:
     """What an agent needs (id, event type, who, text) that the output lost, per item."""
     flat = _norm(output)
@@ -71,6 +79,8 @@ def missing_fields(output: str, frames: Sequence[dict[str, Any]]) -> list[str]:
         # The start of the text must be there (long texts may be cut with a note).
         needs["text"] = _norm(text)[:30] if text else None
         for what, value in needs.items():
+            if what == "who" and _names_a_handle(output, needs["text"]):
+                continue  # the client showed the sender's handle (learned) for the display name
             if value and value not in flat:
                 lost.append(f"{raw.get('id')}: {what} {value!r}")
     return lost
@@ -133,6 +143,7 @@ def run(ctx: Context) -> Section:
                 ratio=f"{ratio:.2f} of raw (chars {chars / raw_chars:.2f})",
                 target=f"<= {TARGET_RATIO} of raw, nothing lost",
                 passed=ratio <= TARGET_RATIO and not lost,
+                checks={"nothing lost": not lost},
                 note=f"{n} items; lost: {'; '.join(lost) if lost else 'none'}",
             )
         )

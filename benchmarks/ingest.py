@@ -69,6 +69,7 @@ def run(ctx: Context) -> Section:
                 ratio=f"{ratio:.2f} of bare",
                 target=f">= {TARGET_RATIO} of bare",
                 passed=ratio >= TARGET_RATIO and lost == 0,
+                checks={"unaccounted 0": lost == 0},
                 note=f"{n} notifications x {rounds} rounds, median, buffer_size=1000 unread; "
                 f"unaccounted {lost}",
             ),
@@ -80,6 +81,7 @@ def run(ctx: Context) -> Section:
                 ratio=f"{state_ratio:.2f} of bare",
                 target=f">= {TARGET_STATE_RATIO} of bare",
                 passed=state_ratio >= TARGET_STATE_RATIO and state_lost == 0,
+                checks={"unaccounted 0": state_lost == 0},
                 note=f"state='agent.db' (WAL, written behind); without state "
                 f"{ratio:.2f} of bare in the same rounds; unaccounted {state_lost}",
             ),
@@ -98,6 +100,8 @@ def run(ctx: Context) -> Section:
         "per frame: the cursor and acks are saved by one task every 50 ms, on a writer thread. "
         "With state / without, round by round: "
         f"{[round(w / c, 2) for w, c in zip(state_rates, client_rates, strict=True)]}.",
+        "Ratio of each round (client over the bare round before it): "
+        f"{', '.join(f'{c / b:.2f}' for b, c in zip(bare_rates, client_rates, strict=True))}.",
         f"With buffer_size={n} (every item kept, so the garbage collector walks them all): "
         f"{n / kept_all_n:.0f} msg/s ({n / kept_all_n / bare:.2f} of bare).",
         f"Per message: bare {1e6 / bare:.1f} us, MoltCitiesClient {1e6 / client:.1f} us "
@@ -139,6 +143,7 @@ def deep_buffer(ctx: Context) -> tuple[Row, list[str]]:
         ratio=f"{ratio:.2f} of bare",
         target=f">= {TARGET_RATIO} of bare",
         passed=ratio >= TARGET_RATIO and held_all,
+        checks={f"all {n:,} held unread": held_all},
         note=f"{n} notifications x {rounds} rounds, median, buffer_size={n}; all held: "
         f"{held_all}; {per_item:.0f} bytes of frame held per item",
     )

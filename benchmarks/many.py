@@ -165,6 +165,7 @@ def run(ctx: Context) -> Section:
             f"{int(client['connected'])}/{k} connected; {threads} threads{extra}",
             target=f"{TARGET_CLIENTS} clients < {TARGET_RSS_MB:g} MB, <= {TARGET_THREADS} threads",
             passed=all_in and rss_ok and threads <= TARGET_THREADS,
+            checks={f"{k}/{k} connected": client["connected"] == k},
             note=f"threads: {client['thread_names']}",
         ),
         Row(
@@ -175,6 +176,7 @@ def run(ctx: Context) -> Section:
             ratio=f"{connect_ratio:.2f}x bare",
             target=f"<= {TARGET_CONNECT_RATIO:g}x bare",
             passed=all_in and connect_ratio <= TARGET_CONNECT_RATIO,
+            checks={f"{k}/{k} connected": client["connected"] == k},
             note=f"batches of {BATCH} agents (both contestants)",
         ),
         Row(
@@ -186,6 +188,7 @@ def run(ctx: Context) -> Section:
             f"{int(client['threads_after_close'])} thread(s) left after closing",
             target=f"<= {TARGET_CLOSE_S:g} s",
             passed=client["close_s"] <= TARGET_CLOSE_S and client["threads_after_close"] <= 1,
+            checks={"no client thread left": client["threads_after_close"] <= 1},
             note=f"close_all(), LocalServer in live mode; {client['close_cpu']:.2f} s CPU; "
             f"garbage-collector pauses {client['close_gc_s']:.2f} s (wall); bare: every "
             f"socket's close() at once, close_timeout {CLOSE_TIMEOUT:g} s",

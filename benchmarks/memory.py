@@ -118,6 +118,11 @@ def run(ctx: Context) -> Section:
             ratio=f"growth {growth:.1f} MB; after 10 % of the flood +{drift:.1f} MB",
             target=f"< {TARGET_GROWTH_MB:g} MB, flat (< {TARGET_DRIFT_MB:g} MB after 10 %)",
             passed=growth < TARGET_GROWTH_MB and drift < TARGET_DRIFT_MB and kept_all,
+            checks={
+                "every notification received": client["received"] == n,
+                "buffer full, the rest dropped and counted": client["pending"] == BUFFER
+                and client["overflow"] == n - BUFFER,
+            },
             note=f"{n / float(client['seconds']):.0f} msg/s; overflow dropped "
             f"{client['overflow']}, pending {client['pending']}",
         )

@@ -25,6 +25,11 @@ FIGURES: tuple[str, ...] = ("ingest", "latency", "memory", "cost", "idle", "many
 DEFAULT_OUTPUT = ROOT / "benchmarks" / "RESULTS.md"
 
 
+def crashed(sections: Sequence[tuple[str, Section]]) -> list[str]:
+    """The benchmarks that crashed (their row says "did not run")."""
+    return [name for name, s in sections if any(r.figure.endswith(": did not run") for r in s.rows)]
+
+
 def run_figure(name: str, ctx: Context) -> Section:
     """Run one benchmark module; a crash becomes a row that says so (the others still run)."""
     module = importlib.import_module(f"benchmarks.{name}")
@@ -92,7 +97,12 @@ def render(sections: Sequence[tuple[str, Section]], ctx: Context, seconds: float
                         r.ratio,
                         r.target,
                         verdict[r.passed],
-                        r.note,
+                        "; ".join(
+                            filter(
+                                None,
+                                [r.note, *(f"FAILED: {k}" for k, ok in r.checks.items() if not ok)],
+                            )
+                        ),
                     )
                 )
                 + " |"
@@ -103,7 +113,8 @@ def render(sections: Sequence[tuple[str, Section]], ctx: Context, seconds: float
     return "\n".join(lines) + "\n"
 
 
-def main(argv: Sequence[str] | None = None) -> list[Row]:
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmarks and write the report; the exit status is 1 if any of them crashed."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes: seconds, not minutes")
     parser.add_argument("--only", default="", help=f"comma-separated subset of {FIGURES}")
@@ -137,8 +148,11 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(report, encoding="utf-8")
     print(f"[bench] wrote {args.output}", file=sys.stderr)
-    return [r for _, s in sections for r in s.rows]
+    if broken := crashed(sections):
+        print(f"[bench] crashed: {', '.join(broken)} (see the report)", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -8,17 +8,21 @@ from __future__ import annotations
 import importlib
 import math
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 
 import pytest
 
 # benchmarks/ is a top-level package beside tests/, not installed: make it importable.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.clients import client_flood_seconds
 from benchmarks.common import Context, Row, Section
 from benchmarks.flood_server import flood_process
-from benchmarks.run import FIGURES, render
+from benchmarks.profiling import SPANS
+from benchmarks.run import FIGURES, crashed, render, run_figure
 
 
 @pytest.fixture(scope="module")
@@ -38,12 +42,51 @@ def test_benchmark_produces_numbers(figure: str, quick_context: Context) -> None
     for row in section.rows:
         assert _is_number(row.measured), row
         assert _is_number(row.baseline), row
-        assert row.passed in (True, False), row
+        # Timings aren't judged here, but what must hold whatever the timing is: nothing lost,
+        # counters balanced, every client connected.
+        assert row.checks, f"{row.figure} states no check beyond its timing"
+        assert all(row.checks.values()), (row.figure, row.checks)
         assert row.target and row.ratio, row
     assert section.details.startswith("### "), section.details[:80]
     if figure == "ingest":  # the profile says where the time goes
         assert "| parse_frame (json.loads + pydantic) | " in section.details
         assert "| websockets | " in section.details
+
+
+def test_profile_steps_are_functions_on_the_hot_path(quick_context: Context) -> None:
+    """Each step of the profile table is a function every flooded message runs through."""
+    called: Counter[tuple[str, str]] = Counter()
+
+    def tracer(frame: FrameType, event: str, arg: object) -> None:
+        if event == "call":
+            called[(frame.f_code.co_filename.replace("\\", "/"), frame.f_code.co_name)] += 1
+
+    # The hooks run in mention callbacks on the client's loop: tracing covers the middle of
+    # the flood, a few hundred messages, each parsed once.
+    client_flood_seconds(
+        quick_context.flood_url,
+        2_000,
+        on_first=lambda: sys.setprofile(tracer),
+        on_done=lambda: sys.setprofile(None),
+    )
+
+    def calls(path_part: str, func: str) -> int:
+        return sum(c for (path, name), c in called.items() if name == func and path_part in path)
+
+    messages = calls("langchain_moltcities/protocol.py", "parse_frame")
+    assert messages >= 50, called.most_common(20)
+    for label, path_part, func, _ in SPANS:
+        # One socket read holds many messages; the receive loop is one long-running call.
+        least = 1 if func in ("data_received", "_session") else messages
+        assert calls(path_part, func) >= least, f"{label}: {func} ran {calls(path_part, func)}x"
+
+
+def test_a_crashed_benchmark_makes_the_run_fail() -> None:
+    section = run_figure("ingest", Context(flood_url="http://127.0.0.1:9", quick=True))
+    assert section.rows[0].figure == "ingest: did not run"
+    assert "Error" in section.rows[0].note and section.details.startswith("### ingest: error")
+    assert crashed([("ingest", section)]) == ["ingest"]
+    assert crashed([("x", Section(rows=[Row("1. x", 1.0, "ms", 1.0, "", True)]))]) == []
 
 
 def test_report_is_a_markdown_table() -> None:

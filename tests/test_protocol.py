@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from langchain_moltcities.protocol import (
+    MENTION_EVENT_TYPES,
     AckFrame,
     ChatFrame,
     ChatHistory,
@@ -251,9 +252,73 @@ def test_arbitrary_json_never_raises(value: Any) -> None:
 @given(frame_types, st.dictionaries(st.text(max_size=12), json_values, max_size=6))
 def test_known_types_with_arbitrary_fields_never_raise(kind: str, fields: dict[str, Any]) -> None:
     frame = parse_frame(json.dumps({**fields, "type": kind}))
-    if isinstance(frame, NotificationFrame):
-        # Accessors must hold up on any data shape too.
-        _ = (frame.sender_id, frame.sender_name, frame.text, frame.typed_data, frame.created)
+    assert frame.type is None or isinstance(frame.type, str)
+
+
+# Valid notifications (random fields rarely make one: `id` and `event_type` are required),
+# with the keys the accessors read, so every accessor meets every value shape.
+ACCESSOR_KEYS = [
+    *("from", "from_agent_id", "by_agent_id", "author_id", "author_agent_id", "applicant_id"),
+    *("agent_id", "from_handle", "by_handle", "applicant_handle", "handle", "author_name"),
+    *("author", "name", "subject", "job_title", "preview", "snippet", "message_preview"),
+    *("message", "proposal", "body", "old_status", "new_status", "message_id"),
+]
+scalars = st.none() | st.booleans() | st.integers() | st.text(max_size=16)
+sender_objects = st.dictionaries(
+    st.sampled_from(["agent_id", "id", "handle", "display_name", "name"]), scalars, max_size=4
+)
+notifications = st.fixed_dictionaries(
+    {
+        "type": st.just("notification"),
+        "id": st.text(min_size=1, max_size=24),
+        "event_type": st.sampled_from(
+            ["inbox.message", "guestbook.entry", "job.application", "job.status", "site.followed"]
+        )
+        | st.sampled_from(sorted(MENTION_EVENT_TYPES))
+        | st.text(max_size=12),
+        "data": st.dictionaries(
+            st.sampled_from(ACCESSOR_KEYS) | st.text(max_size=8),
+            scalars | sender_objects | st.lists(scalars, max_size=3),
+            max_size=8,
+        ),
+    },
+    optional={
+        "created_at": st.none() | st.text(max_size=30) | st.just("2026-02-01T21:30:00.000Z"),
+        "queued": st.booleans(),
+        "agent_id": st.none() | st.text(max_size=24),
+    },
+)
+
+
+def _str_or_none(value: object) -> bool:
+    return value is None or (isinstance(value, str) and value != "")
+
+
+@settings(max_examples=500, deadline=None)
+@given(notifications)
+def test_notification_accessors_hold_up_on_any_data(payload: dict[str, Any]) -> None:
+    frame = parse_frame(json.dumps(payload))
+    assert isinstance(frame, NotificationFrame), frame
+    assert frame.id == payload["id"] and frame.event_type == payload["event_type"]
+    data = payload["data"]
+    for value in (frame.sender_id, frame.sender_handle, frame.sender_name, frame.subject):
+        assert _str_or_none(value)
+    assert _str_or_none(frame.text) and _str_or_none(frame.chat_message_id)
+    assert frame.is_mention == (payload["event_type"] in MENTION_EVENT_TYPES)
+    if not frame.is_mention:
+        assert frame.chat_message_id is None
+    elif isinstance(data.get("message_id"), str) and data["message_id"]:
+        assert frame.chat_message_id == data["message_id"]
+    # A plain string under a documented key is always found.
+    for key, accessor in (("from_agent_id", "sender_id"), ("from_handle", "sender_handle")):
+        if isinstance(data.get(key), str) and data[key]:
+            assert getattr(frame, accessor) is not None
+    if isinstance(data.get("preview"), str) and data["preview"]:
+        assert frame.text == data["preview"]
+    if frame.sender_handle is not None:
+        assert frame.sender_name == frame.sender_handle
+    assert frame.typed_data.model_dump() is not None
+    assert frame.created is None or payload.get("created_at")
 
 
 @settings(max_examples=300, deadline=None)

@@ -103,9 +103,11 @@ class Notification:
     read: bool = False  # live: a message marked read over REST (others: ``ServerState.reads``)
     read_at: str | None = None
     # Delivery journal, so a test can explain every loss: the connections this was written
-    # to, and whether the live offline queue dropped it for overflow.
+    # to, whether the live offline queue dropped it for overflow, and whether it went out as
+    # the queued back-log of a new connection.
     sent_to: list[str] = field(default_factory=list)
     queue_dropped: bool = False
+    flushed: bool = False
 
 
 @dataclass
@@ -347,6 +349,7 @@ class ServerState:
             queue.clear()  # at-most-once: deleted before any ack
         for n in pending:
             n.sent_to.append(conn_id)
+            n.flushed = True
         effects += [Send(conn_id, self._frame(n, queued=True)) for n in pending]
         return conn_id, effects
 

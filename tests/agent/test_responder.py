@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from typing import Any
 
 import httpx
@@ -14,6 +13,7 @@ from langchain_core.runnables import RunnableLambda
 from langchain_moltcities import MoltCitiesClient, MoltCitiesToolkit, OfflineChatModel
 from langchain_moltcities.mentions import MentionResponder
 from langchain_moltcities.offline_model import OFFLINE_NOTICE
+from langchain_moltcities.protocol import NotificationFrame
 from langchain_moltcities.server import LocalServer
 from langchain_moltcities.testing import WAIT, chat_texts, connected_client, post_as, wait_until
 
@@ -38,24 +38,43 @@ def unread(srv: LocalServer, handle: str) -> list[dict[str, Any]]:
 
 def test_agent_replies_to_a_mention_once(any_moltcities_server: LocalServer) -> None:
     srv = any_moltcities_server
+    srv.register_agent("dave")
+
+    def turns_ended() -> int:
+        return sum(e.kind == "turn_end" for e in responder.events)
+
     with connected_client(srv) as client:
         responder = MentionResponder(offline_agent(client), client, cooldown=60)
         with responder:
             post_as(srv, "bob", "hey @alice, are you around?").raise_for_status()
-            wait_until(lambda: any(e.kind == "turn_end" for e in responder.events), "a turn")
+            wait_until(lambda: turns_ended() == 1, "a turn")
             post_as(srv, "carol", "just chatting, nobody mentioned").raise_for_status()
-            wait_until(lambda: "just chatting" in " ".join(chat_texts(srv)), "carol's chat")
+            # A mention posted after carol's chat: once its turn is over, a turn for carol's
+            # chat (which must not come) would have come first.
+            post_as(srv, "dave", "@alice one more thing").raise_for_status()
+            wait_until(lambda: turns_ended() == 2, "the turn for dave's mention")
         # Live mentions carry no handle: the responder finds it in the chat history.
         replies = [t for t in chat_texts(srv) if t.startswith("@bob ")]
         assert len(replies) == 1, chat_texts(srv)
         assert OFFLINE_NOTICE in replies[0]
         assert "good question" in replies[0]  # the model read the mention's text (a question)
-        assert responder.stats.turns == 1 and responder.stats.replies == 1
-        assert responder.stats.errors == 0
+        assert not [t for t in chat_texts(srv) if t.startswith("@carol")]
+        assert responder.stats.mentions == 2 and responder.stats.turns == 2
+        assert responder.stats.replies == 2 and responder.stats.errors == 0
         reply_event = next(e for e in responder.history if e.kind == "reply")
         assert reply_event.latency is not None and reply_event.latency > 0
         if srv.mode == "documented":  # the live server never lists mentions over REST
             wait_until(lambda: unread(srv, "alice") == [], "the mention to be acknowledged")
+
+
+def settled(responder: MentionResponder, mentions: int, turns: int, waiting: int) -> bool:
+    """No turn running, and exactly these mentions taken, turns run and mentions waiting."""
+    return (
+        not responder.guard.busy
+        and responder.guard.pending == waiting
+        and responder.stats.mentions == mentions
+        and responder.stats.turns == turns
+    )
 
 
 def test_two_bots_mentioning_each_other_stop_at_the_cap(moltcities_server: LocalServer) -> None:
@@ -70,12 +89,14 @@ def test_two_bots_mentioning_each_other_stop_at_the_cap(moltcities_server: Local
         with a, b:
             post_as(srv, "carol", "@alice start the game").raise_for_status()
             # Over the cap a mention waits for the window (600 s here): no turn, no ping.
-            wait_until(lambda: a.stats.deferred + b.stats.deferred >= 1, "a bot to hit its cap")
+            # Every post so far is a mention a responder took (three turns each, bob's last
+            # @alice waiting) and neither has a turn running: nothing is left that could post
+            # again. Waiting for this state, not sleeping, also catches a loop that goes on late.
+            wait_until(lambda: settled(a, 4, 3, 1) and settled(b, 3, 3, 0), "both bots to settle")
             count = len(chat_texts(srv))
-            time.sleep(0.5)  # were the loop still going, more pings would land meanwhile
-            assert len(chat_texts(srv)) == count
         assert a.stats.turns == 3 and b.stats.turns == 3
         assert count == 1 + 3 + 3
+        assert a.stats.deferred == 1 and b.stats.deferred == 0  # bob's last @alice
 
 
 def test_mentions_while_busy_are_batched_into_one_turn(moltcities_server: LocalServer) -> None:
@@ -132,16 +153,20 @@ def test_a_failing_agent_is_counted_and_the_loop_goes_on(moltcities_server: Loca
 def test_stopped_responder_takes_no_more_mentions(moltcities_server: LocalServer) -> None:
     srv = moltcities_server
     calls: list[int] = []
+    heard: list[NotificationFrame] = []
     with connected_client(srv) as client:
         responder = MentionResponder(RunnableLambda(lambda _: calls.append(1)), client)
         responder.start()
         responder.stop()
         responder.stop()  # twice is fine
+        # Listeners are handed each mention in the order they were added, so once this one,
+        # added after the responder's, has it, the responder's turn to see it has passed.
+        client.add_mention_listener(heard.append)
         post_as(srv, "bob", "@alice anyone?").raise_for_status()
-        wait_until(lambda: client.status().channels["personal"].received >= 1, "the mention")
-        time.sleep(0.3)
-        assert calls == [] and responder.stats.mentions == 0
+        wait_until(lambda: len(heard) == 1, "the mention to reach a listener")
         assert not any(t.name == "moltcities-mentions" for t in threading.enumerate())
+    # Closing the client let the listener calls it had started finish.
+    assert calls == [] and responder.stats.mentions == 0
 
 
 async def test_async_responder_replies_and_stops(moltcities_server: LocalServer) -> None:

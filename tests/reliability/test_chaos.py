@@ -18,7 +18,7 @@ SEED = int(os.environ.get("CHAOS_SEED", "20260214"))
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["documented", "live"])
 def test_chaos_books_balance(mode: Mode) -> None:
-    report = run_chaos(mode, SEED, duration=14.0)
+    report = run_chaos(mode, SEED, duration=14.0, min_notifications=1500, min_chat=50)
     replay = f"{report.summary()}\n{describe_schedule(report.seed, report.schedule)}"
     print(replay)
     assert report.problems() == [], replay
@@ -31,7 +31,9 @@ def test_chaos_books_balance(mode: Mode) -> None:
         "refuse503",
     }
     assert report.notifications_raised >= 1500 and report.chat_posted >= 50
-    assert min(report.connects.values()) >= len(report.schedule)
+    # Every fault found the client connected; all but a freeze (which a busy client may not
+    # notice before the thaw) end its links for sure.
+    assert min(report.connects.values()) >= 1 + sum(r.fault.kind != "freeze" for r in report.faults)
     assert report.consumer_read >= report.notifications_delivered > 0
     # Every chat mention reached the consumer (problems() demands it); there were some, and
     # some of them only as the client's recovery from the chat line.

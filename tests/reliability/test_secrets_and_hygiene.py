@@ -24,6 +24,7 @@ from langchain_moltcities.errors import (
     RateLimitError,
 )
 from langchain_moltcities.server import LocalServer
+from langchain_moltcities.testing import wait_until
 
 FAST = ClientSettings(
     ping_interval=0.2,
@@ -136,7 +137,14 @@ def test_the_key_appears_nowhere_through_a_session_with_errors(key_shape: str) -
                     c.me()
                 except MoltCitiesError as exc:
                     record(exc)
-                time.sleep(0.3)
+                # Wait for the failed reconnects to show: their errors are what to search.
+                wait_until(
+                    lambda: all(
+                        ch.state != "connected" and ch.last_error
+                        for ch in c.status().channels.values()
+                    ),
+                    "both channels to report the server gone",
+                )
                 status = c.status()
                 seen += [repr(c), str(c), repr(vars(c)), repr(c.settings), repr(status)]
                 seen += [str(status), status.model_dump_json()]

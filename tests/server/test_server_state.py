@@ -96,3 +96,22 @@ def test_close_frame_scanner_finds_close_after_other_frames() -> None:
     # fed a byte at a time, it only fires at the close frame
     results = [scanner.feed(stream[i : i + 1]) for i in range(len(stream))]
     assert results.index(True) == len(frame(1, b"x" * 300) + frame(9, b"")) + 5
+
+
+def test_the_delivery_journal_records_how_each_session_ended_and_what_was_flushed() -> None:
+    # tests/reliability/chaos.py explains every live loss from this journal.
+    state = ServerState(mode="live")
+    alice = state.register_agent("alice")
+    first, _ = state.open_session(alice, "personal")
+    second, effects = state.open_session(alice, "personal")  # displaces the first
+    assert Close(first, 4003, "New connection opened") in effects
+    assert state.session_ends == {first: "displaced"}
+    state.close_session(second)
+    assert state.session_ends[second] == "gone"
+    state.notify("alice", "inbox.message", {"preview": "while away"})
+    third, _ = state.open_session(alice, "personal")
+    (queued,) = state.notifications[alice.id]
+    assert queued.flushed and queued.sent_to == [third]
+    state.notify("alice", "inbox.message", {"preview": "live"})
+    pushed = state.notifications[alice.id][1]
+    assert not pushed.flushed and pushed.sent_to == [third]
