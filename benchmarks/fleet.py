@@ -119,7 +119,7 @@ def _single_seconds(flood: str, n: int) -> float:
         return time.perf_counter() - t0
 
 
-async def _fleet_seconds(flood: str, n: int, redis_url: str) -> float:
+async def _fleet_seconds(flood: str, n: int, redis_url: str) -> tuple[float, dict[str, bool]]:
     from benchmarks.clients import make_client, start_connected
     from langchain_moltcities.fleet.bridge import HolderBridge
     from langchain_moltcities.fleet.stream import WorkStream
@@ -131,6 +131,7 @@ async def _fleet_seconds(flood: str, n: int, redis_url: str) -> float:
     client = make_client(f"{flood}/flood/{n}", buffer_size=n)
     bridge = HolderBridge(client, holder_side)
     handled = 0
+    seen: set[str] = set()
 
     async def consume() -> None:
         nonlocal handled
@@ -138,6 +139,7 @@ async def _fleet_seconds(flood: str, n: int, redis_url: str) -> float:
             entries = await worker_side.read("w1", count=500, block=0.05)
             await worker_side.ack(entries)
             handled += len(entries)
+            seen.update(e.frame.id for e in entries)
 
     with start_connected(client):
         t0 = time.perf_counter()
@@ -148,9 +150,13 @@ async def _fleet_seconds(flood: str, n: int, redis_url: str) -> float:
                 await asyncio.sleep(0.001)
         await consumer
         elapsed = time.perf_counter() - t0
+    checks = {
+        f"{n}/{n} handled, none twice": handled == n and len(seen) == n,
+        "nothing left unacked": await worker_side.pending() == 0,
+    }
     await holder_side.aclose()
     await worker_side.aclose()
-    return elapsed
+    return elapsed, checks
 
 
 def run(ctx: Context) -> Section:
@@ -160,10 +166,14 @@ def run(ctx: Context) -> Section:
     n = 2_000 if ctx.quick else 20_000
     with EmbeddedRedis() as redis_server:
         single = n / _single_seconds(ctx.flood_url, n)
-        fleet = n / asyncio.run(_fleet_seconds(ctx.flood_url, n, redis_server.url))
+        fleet_seconds, fleet_checks = asyncio.run(
+            _fleet_seconds(ctx.flood_url, n, redis_server.url)
+        )
+        fleet = n / fleet_seconds
         with local_server_process(1) as (base, keys):
             times = _failovers(base, keys[0], redis_server.url, kills)
     bound = LEASE_TTL + LEASE_TTL / 3 + RECONNECT_ALLOWANCE
+    failover_checks = {f"{kills}/{kills} kills taken over": len(times) == kills}
     med, p99 = median(times), percentile(times, 99)
     rows = [
         Row(
@@ -175,6 +185,7 @@ def run(ctx: Context) -> Section:
             target=f">= {THROUGHPUT_FLOOR:,} msg/s (far above one agent's traffic)",
             passed=fleet >= THROUGHPUT_FLOOR,
             note=f"{n} flooded notifications, one holder, one consumer in one process",
+            checks=fleet_checks,
         ),
         Row(
             figure=f"8. Fleet failover after SIGKILL of the holder, median of {kills}",
@@ -184,6 +195,7 @@ def run(ctx: Context) -> Section:
             ratio=f"{med / LEASE_TTL:.2f} of the lease",
             target=f"<= {bound:.2f} s (lease + one retry + one reconnect)",
             passed=med <= bound,
+            checks=failover_checks,
         ),
         Row(
             figure=f"8. Fleet failover after SIGKILL of the holder, p99 of {kills}",
@@ -193,6 +205,7 @@ def run(ctx: Context) -> Section:
             ratio=f"{p99 / LEASE_TTL:.2f} of the lease",
             target=f"<= {bound:.2f} s (lease + one retry + one reconnect)",
             passed=p99 <= bound,
+            checks=failover_checks,
         ),
     ]
     details = (
