@@ -16,7 +16,7 @@ from typing import TypeVar
 
 from langchain_moltcities.protocol import NotificationFrame
 
-__all__ = ["AckBook", "rest_aliases"]
+__all__ = ["REST_ID_PREFIXES", "AckBook", "rest_aliases"]
 
 _V = TypeVar("_V")
 
@@ -26,7 +26,7 @@ _REST_ALIAS_KEYS: dict[str, tuple[str, str]] = {
     "guestbook.entry": ("entry_id", "gb_"),
 }
 # Ids of the live REST list: an item polled over REST is acked under its own id.
-_REST_ID_PREFIXES = ("msg_", "gb_", "jc_", "js_")
+REST_ID_PREFIXES = ("msg_", "gb_", "jc_", "js_")
 
 
 def rest_aliases(frame: NotificationFrame) -> list[str]:
@@ -69,7 +69,7 @@ class AckBook:
         if frame.agent_id is not None:
             # Live dialect: the socket id means nothing to REST; only an alias marks read.
             rest_id = aliases[0] if aliases else ""
-        elif frame.id.startswith(_REST_ID_PREFIXES):
+        elif frame.id.startswith(REST_ID_PREFIXES):
             rest_id = frame.id
         else:
             return  # documented socket frame: the socket ack marks it read
@@ -82,7 +82,7 @@ class AckBook:
             known = self._rest_id.get(nid)
             if known:
                 out.append(known)
-            elif known is None and nid.startswith(_REST_ID_PREFIXES):
+            elif known is None and nid.startswith(REST_ID_PREFIXES):
                 out.append(nid)
         return list(dict.fromkeys(out))
 
@@ -100,6 +100,11 @@ class AckBook:
             known = self._rest_id.get(nid)
             if known:
                 self._put(self._acked, known, None, self.capacity)
+
+    @property
+    def any_acked(self) -> bool:
+        """Whether anything was acked (until then no inbound item needs looking up)."""
+        return bool(self._acked)
 
     def is_acked(self, keys: Iterable[str]) -> bool:
         acked = self._acked

@@ -45,7 +45,7 @@ from langchain_moltcities.errors import (
     NotConnectedError,
 )
 from langchain_moltcities.holding import FrameCodec
-from langchain_moltcities.ingest import Ingest, Outcome, TownSquareItem
+from langchain_moltcities.ingest import NOTHING, Ingest, Outcome, TownSquareItem
 from langchain_moltcities.listeners import MentionCallback, call_async, call_sync, is_async_callable
 from langchain_moltcities.protocol import (
     MENTION_EVENT_TYPES,
@@ -537,7 +537,7 @@ class MoltCitiesClient:
             if isinstance(frame, SubscribedFrame) and self._ingest.subscriptions.wanted is not None:
                 self._ingest.subscriptions.echo(frame.events)
             return
-        if outcome.look_up or outcome.mention is not None or outcome.reack is not None:
+        if outcome is not NOTHING:
             self._act_on(outcome)
         if self._handle_waiters:
             for agent_id, learned in self._handle_waiters.items():

@@ -61,6 +61,8 @@ class HandleDirectory:
         self._map: OrderedDict[str, str] = OrderedDict()
         self._misses: OrderedDict[str, None] = OrderedDict()
         self._lock = threading.Lock()
+        # Bumped by every change: a reader may keep what it concluded while this stands still.
+        self.version = 0
 
     def __len__(self) -> int:
         with self._lock:
@@ -72,6 +74,7 @@ class HandleDirectory:
             return False
         assert isinstance(agent_id, str) and isinstance(handle, str)
         with self._lock:
+            self.version += 1
             self._map[agent_id] = handle
             self._map.move_to_end(agent_id)
             self._misses.pop(agent_id, None)
@@ -88,6 +91,7 @@ class HandleDirectory:
     def missed(self, agent_id: str) -> None:
         """A lookup found no handle for ``agent_id``: don't ask again (until evicted)."""
         with self._lock:
+            self.version += 1
             self._misses[agent_id] = None
             while len(self._misses) > self.capacity:
                 self._misses.popitem(last=False)

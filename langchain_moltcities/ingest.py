@@ -13,7 +13,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from langchain_moltcities.acks import AckBook, rest_aliases
+from langchain_moltcities.acks import REST_ID_PREFIXES, AckBook, rest_aliases
 from langchain_moltcities.delivery import DeliveryBuffer
 from langchain_moltcities.directory import HandleDirectory, handles_in_frame
 from langchain_moltcities.protocol import (
@@ -25,7 +25,7 @@ from langchain_moltcities.protocol import (
 from langchain_moltcities.recovered import chat_key, mention_from_chat
 from langchain_moltcities.subscriptions import SubscriptionState
 
-__all__ = ["Ingest", "Outcome", "TownSquareItem"]
+__all__ = ["NOTHING", "Ingest", "Outcome", "TownSquareItem"]
 
 TownSquareItem = ChatFrame | PresenceFrame
 # Chat kept while our own handle is unknown, to be checked for mentions once it is learned.
@@ -41,7 +41,7 @@ class Outcome:
     look_up: list[str] = field(default_factory=list)  # agent ids whose handle is unknown
 
 
-_NOTHING = Outcome()
+NOTHING = Outcome()  # the common answer, one shared object (the client tests identity)
 _I = TypeVar("_I", NotificationFrame, ChatFrame, PresenceFrame, ChatFrame | PresenceFrame)
 
 
@@ -67,16 +67,24 @@ class Ingest:
         self.mention_type = "mention.chat"
         self._unchecked: deque[ChatFrame] = deque(maxlen=_UNCHECKED_CHAT)
         self._server_ids: OrderedDict[str, str] = OrderedDict()  # chat key -> server mention id
+        # Senders that left the directory as it was, at its version (see notification()).
+        self._settled: dict[str, str | None] = {}
+        self._settled_version = -1
 
     # ------------------------------------------------------------------ intake
 
     def notification(self, frame: NotificationFrame, raw: bytes | None = None) -> Outcome:
         kind = frame.event_type
         subs = self.subscriptions
-        if subs.wanted is not None and not subs.admits(kind, pushed=frame.queued is False):
-            return _NOTHING
-        rest: list[str] = rest_aliases(frame) if kind in _ALIASED else []
-        if rest or frame.agent_id is not None:
+        allowed = subs.allowed
+        if (
+            allowed is not None
+            and kind not in allowed
+            and not subs.admits(kind, pushed=frame.queued is False)
+        ):
+            return NOTHING
+        rest: list[str] = rest_aliases(frame) if kind in _ALIASED else _NO_IDS
+        if frame.agent_id is not None or (rest and frame.id.startswith(REST_ID_PREFIXES)):
             self.acks.note(frame, rest)
         is_mention = kind in MENTION_EVENT_TYPES
         aliases = rest
@@ -88,42 +96,54 @@ class Ingest:
             self._server_ids[key] = frame.id
             while len(self._server_ids) > self.acks.capacity:
                 self._server_ids.popitem(last=False)
-        if self.acks.is_acked((frame.id, *aliases) if aliases else (frame.id,)):
+        if self.acks.any_acked and self.acks.is_acked(
+            (frame.id, *aliases) if aliases else (frame.id,)
+        ):
             # Acked before: never new again. A redelivery means the ack was lost, and a server
             # mention acked first as its recovered twin was never acked: (re-)send it.
-            return Outcome(reack=frame.id) if frame.queued or is_mention else _NOTHING
+            return Outcome(reack=frame.id) if frame.queued or is_mention else NOTHING
         if not self.notifications.offer(
             frame, item_id=frame.id, kind=kind, aliases=aliases, raw=raw
         ):
             if is_mention and (h := frame.sender_handle) and frame.sender_id:
                 # The server's twin of a recovered mention names the author's handle.
                 self.directory.learn(frame.sender_id, h)
-            return _NOTHING
+            return NOTHING
         # Once per item: a payload that names the sender's handle teaches the directory; one
         # that names only an id asks for a look-up (once per id, see HandleDirectory.missed).
-        sender_id, handle = frame.sender_id, frame.sender_handle
+        sender_id, handle = frame.sender()
         look_up = _NO_IDS
         if sender_id:
-            known = self.directory.get(sender_id)
-            if handle and known != handle:
-                self.directory.learn(sender_id, handle)
-            elif not handle and not known and self.directory.should_look_up(sender_id):
-                look_up = [sender_id]
+            directory = self.directory
+            settled = self._settled
+            if directory.version != self._settled_version or len(settled) >= _SETTLED:
+                settled.clear()
+                self._settled_version = directory.version
+            # A flood repeats its senders: an (id, handle) already judged against an unchanged
+            # directory has nothing to teach and nothing to ask (look-ups are never kept here).
+            if settled.get(sender_id, _UNSET) != handle:
+                known = directory.get(sender_id)
+                if handle and known != handle:
+                    directory.learn(sender_id, handle)
+                elif not handle and not known and directory.should_look_up(sender_id):
+                    look_up = [sender_id]
+                if not look_up and directory.version == self._settled_version:
+                    settled[sender_id] = handle
         if is_mention and not self._is_own(sender_id, handle):
             return Outcome(mention=frame, look_up=look_up)
-        return Outcome(look_up=look_up) if look_up else _NOTHING
+        return Outcome(look_up=look_up) if look_up else NOTHING
 
     def chat(self, frame: ChatFrame, raw: bytes | None = None) -> Outcome:
         if frame.agent_handle and frame.agent_id:
             self.directory.learn(frame.agent_id, frame.agent_handle)
         if not self.town.offer(frame, item_id=frame.id, kind="chat", raw=raw):
-            return _NOTHING
+            return NOTHING
         look_up = self._unknown(frame.agent_id, frame.agent_handle)
         if self.own_handle is None:
             self._unchecked.append(frame)
-            return Outcome(look_up=look_up) if look_up else _NOTHING
+            return Outcome(look_up=look_up) if look_up else NOTHING
         mention = self._mention_in(frame)
-        return Outcome(mention=mention, look_up=look_up) if (mention or look_up) else _NOTHING
+        return Outcome(mention=mention, look_up=look_up) if (mention or look_up) else NOTHING
 
     def presence(self, frame: PresenceFrame, raw: bytes | None = None) -> None:
         for agent_id, handle in handles_in_frame(frame):
@@ -202,3 +222,5 @@ class Ingest:
 
 _ALIASED = frozenset({"inbox.message", "guestbook.entry"})
 _NO_IDS: list[str] = []
+_SETTLED = 256  # senders remembered as settled (a flood repeats a few)
+_UNSET = object()

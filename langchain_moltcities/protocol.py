@@ -193,6 +193,21 @@ _DATA_MODELS: dict[str, type[_Frame]] = {
 }
 
 
+# Where each dialect names a notification's sender, in order of preference.
+_SENDER_ID_KEYS: tuple[str, ...] = (
+    "from_agent_id",
+    "by_agent_id",
+    "author_id",
+    "author_agent_id",
+    "applicant_id",
+    "follower_id",
+    "worker_id",
+    "poster_id",
+    "agent_id",
+)
+_SENDER_HANDLE_KEYS: tuple[str, ...] = ("from_handle", "by_handle", "applicant_handle", "handle")
+
+
 class NotificationFrame(_Frame):
     """A personal notification, documented or live, with normalised accessors."""
 
@@ -224,39 +239,60 @@ class NotificationFrame(_Frame):
     @property
     def sender_id(self) -> str | None:
         """Id of the agent who caused this notification, whichever form the server used."""
+        # Read for every inbound notification: a plain loop, no generator, no helper calls.
         d = self.data
         frm = d.get("from")
-        nested = _str(frm.get("agent_id") or frm.get("id")) if isinstance(frm, dict) else None
-        return nested or next(
-            (
-                v
-                for k in (
-                    "from_agent_id",
-                    "by_agent_id",
-                    "author_id",
-                    "author_agent_id",
-                    "applicant_id",
-                    "follower_id",
-                    "worker_id",
-                    "poster_id",
-                    "agent_id",
-                )
-                if (v := _str(d.get(k)))
-            ),
-            None,
-        )
+        if isinstance(frm, dict):
+            v = frm.get("agent_id") or frm.get("id")
+            if isinstance(v, str) and v:
+                return v
+        for k in _SENDER_ID_KEYS:
+            v = d.get(k)
+            if isinstance(v, str) and v:
+                return v
+        return None
 
     @property
     def sender_handle(self) -> str | None:
         """Handle (slug) of the sender, when the server said it."""
         d = self.data
         frm = d.get("from")
-        if isinstance(frm, dict) and (h := _str(frm.get("handle"))):
-            return h
-        for k in ("from_handle", "by_handle", "applicant_handle", "handle"):
-            if h := _str(d.get(k)):
+        if isinstance(frm, dict):
+            h = frm.get("handle")
+            if isinstance(h, str) and h:
+                return h
+        for k in _SENDER_HANDLE_KEYS:
+            h = d.get(k)
+            if isinstance(h, str) and h:
                 return h
         return self.handle_hint
+
+    def sender(self) -> tuple[str | None, str | None]:
+        """``(sender_id, sender_handle)`` in one pass over the payload (read per inbound item)."""
+        d = self.data
+        frm = d.get("from")
+        sid: str | None = None
+        handle: str | None = None
+        if isinstance(frm, dict):
+            v = frm.get("agent_id") or frm.get("id")
+            if isinstance(v, str) and v:
+                sid = v
+            h = frm.get("handle")
+            if isinstance(h, str) and h:
+                handle = h
+        if sid is None:
+            for k in _SENDER_ID_KEYS:
+                v = d.get(k)
+                if isinstance(v, str) and v:
+                    sid = v
+                    break
+        if handle is None:
+            for k in _SENDER_HANDLE_KEYS:
+                h = d.get(k)
+                if isinstance(h, str) and h:
+                    return sid, h
+            return sid, self.handle_hint
+        return sid, handle
 
     @property
     def sender_name(self) -> str | None:

@@ -41,12 +41,13 @@ class SubscriptionState:
     echoed: list[str] | None = None
     server_filters: bool | None = None
     filtered_out: int = 0
-    _allowed: frozenset[str] | None = field(default=None, repr=False)
+    # ``wanted`` with the mention family expanded (None: everything); read per inbound item.
+    allowed: frozenset[str] | None = field(default=None, repr=False)
 
     def want(self, events: Iterable[str]) -> None:
         self.wanted = list(events)
         self.echoed = None
-        self._allowed = frozenset(expand_event_types(self.wanted))
+        self.allowed = frozenset(expand_event_types(self.wanted))
 
     def echo(self, events: Iterable[str]) -> None:
         self.echoed = list(events)
@@ -62,7 +63,7 @@ class SubscriptionState:
         ``pushed``: it came over the socket after an echo, so a type outside the list shows
         the server does not filter.
         """
-        allowed = self._allowed
+        allowed = self.allowed
         if allowed is None or event_type in allowed:
             return True
         if pushed and self.echoed is not None:

@@ -341,3 +341,30 @@ def test_arbitrary_bytes_never_raise(data: bytes) -> None:
 def test_deep_nesting_is_an_error_value_not_a_crash() -> None:
     deep = "[" * 100_000 + "]" * 100_000
     assert isinstance(parse_frame(deep), InvalidFrame)
+
+
+_sender_keys = st.sampled_from(
+    [
+        *("from_agent_id", "by_agent_id", "author_id", "applicant_id", "poster_id", "agent_id"),
+        *("from_handle", "by_handle", "applicant_handle", "handle", "other"),
+    ]
+)
+_sender_values = st.one_of(st.none(), st.just(""), st.text(max_size=4), st.integers(0, 3))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(_sender_keys, _sender_values, max_size=6),
+    st.one_of(
+        st.none(),
+        st.dictionaries(st.sampled_from(["agent_id", "id", "handle"]), _sender_values),
+        st.text(max_size=3),
+    ),
+    st.one_of(st.none(), st.text(max_size=3)),
+)
+def test_sender_pair_is_the_two_accessors(data: dict[str, Any], frm: Any, hint: str | None) -> None:
+    # The per-frame path reads both at once; it must say exactly what the accessors say.
+    if frm is not None:
+        data = {**data, "from": frm}
+    frame = NotificationFrame(id="n1", event_type="inbox.message", data=data, handle_hint=hint)
+    assert frame.sender() == (frame.sender_id, frame.sender_handle)
