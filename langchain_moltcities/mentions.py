@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from langchain_core.messages import ToolMessage
+from langchain_core.messages import HumanMessage, ToolMessage
 from langchain_core.runnables import Runnable, RunnableConfig
 
 from langchain_moltcities.client import MoltCitiesClient
@@ -350,15 +350,32 @@ def with_known_handles(
     return out
 
 
-def _replies_in(result: Any) -> int:
-    """Successful post_chat calls in an agent's result (create_agent returns its messages)."""
+def _replies_in(result: Any, prompt: str | None = None) -> int:
+    """Successful post_chat calls this turn added to an agent's result.
+
+    ``create_agent`` returns its messages; with a checkpointer they are the whole thread, so
+    only what follows this turn's input counts: the last human message carrying ``prompt``
+    (else the last human message), or everything when there is none.
+    """
     messages = result.get("messages") if isinstance(result, dict) else None
     if not isinstance(messages, list):
         return 0
+    humans = [i for i, m in enumerate(messages) if isinstance(m, HumanMessage)]
+    ours = [i for i in humans if prompt and prompt in _text(messages[i])]
+    start = (ours or humans or [-1])[-1] + 1
     return sum(
         1
-        for m in messages
+        for m in messages[start:]
         if isinstance(m, ToolMessage) and m.name == "post_chat" and m.status == "success"
+    )
+
+
+def _text(message: HumanMessage) -> str:
+    content = message.content
+    if isinstance(content, str):
+        return content
+    return " ".join(
+        part if isinstance(part, str) else str(part.get("text", "")) for part in content
     )
 
 
@@ -372,7 +389,8 @@ class MentionResponder:
     pass ``make_input`` for another input shape. Use ``start``/``stop`` (a worker thread, sync
     ``invoke``) or ``astart``/``astop`` (a task on the running loop, ``ainvoke``); both also
     as context managers. ``max_replies`` counts the successful ``post_chat`` tool calls in
-    the agent's result (what ``create_agent`` returns). ``events`` keeps the last
+    the agent's result (what ``create_agent`` returns) that follow the turn's prompt, so a
+    checkpointer's thread history is not counted again. ``events`` keeps the last
     ``max_events`` events, so a responder that runs for weeks stays small; ``stats`` counts
     everything.
     """
@@ -511,10 +529,16 @@ class MentionResponder:
                 )
             return batch
 
-    def _finish(self, batch: list[Mention], result: Any, error: BaseException | None) -> None:
+    def _finish(
+        self,
+        batch: list[Mention],
+        result: Any,
+        error: BaseException | None,
+        prompt: str | None = None,
+    ) -> None:
         first = min(m.received_at for m in batch)
         ids = [m.id for m in batch]
-        replies = _replies_in(result) if error is None else 0
+        replies = _replies_in(result, prompt) if error is None else 0
         with self._lock:
             self.guard.turn_done(replies)
             if error is not None:
@@ -534,8 +558,8 @@ class MentionResponder:
                 )
             self._record(ResponderEvent(self._now(), "turn_end", None, ids))
 
-    def _input(self, batch: list[Mention], context: list[ChatFrame]) -> Any:
-        return self._make_input(self._prompt(batch, context, self.client.handle))
+    def _prompt_for(self, batch: list[Mention], context: list[ChatFrame]) -> str:
+        return self._prompt(batch, context, self.client.handle)
 
     # ------------------------------------------------------------------ sync face
 
@@ -559,15 +583,15 @@ class MentionResponder:
             self._wake.wait(0.5)
             self._wake.clear()
             while not self._stopping and (batch := self._take_batch()):
-                result, error = None, None
+                result, error, prompt = None, None, None
                 try:
                     self._turn_started(batch)
-                    context = self._context_sync()
-                    result = self.agent.invoke(self._input(batch, context), self._config)
+                    prompt = self._prompt_for(batch, self._context_sync())
+                    result = self.agent.invoke(self._make_input(prompt), self._config)
                 except Exception as exc:
                     error = exc
                     _log.warning("mention responder: the agent failed: %r", exc)
-                self._finish(batch, result, error)
+                self._finish(batch, result, error, prompt)
                 self._turn_finished(batch)
 
     def _context_sync(self) -> list[ChatFrame]:
@@ -634,15 +658,15 @@ class MentionResponder:
                 await asyncio.wait_for(self._async_wake.wait(), 0.5)
             self._async_wake.clear()
             while not self._stopping and (batch := self._take_batch()):
-                result, error = None, None
+                result, error, prompt = None, None, None
                 try:
                     await asyncio.to_thread(self._turn_started, batch)
-                    context = await self._context_async()
-                    result = await self.agent.ainvoke(self._input(batch, context), self._config)
+                    prompt = self._prompt_for(batch, await self._context_async())
+                    result = await self.agent.ainvoke(self._make_input(prompt), self._config)
                 except Exception as exc:
                     error = exc
                     _log.warning("mention responder: the agent failed: %r", exc)
-                self._finish(batch, result, error)
+                self._finish(batch, result, error, prompt)
                 await asyncio.to_thread(self._turn_finished, batch)
 
     async def _context_async(self) -> list[ChatFrame]:
