@@ -234,7 +234,8 @@ def chat_lines(frames: Sequence[ChatFrame], max_chars: int = DEFAULT_TEXT_CHARS)
 
 
 def presence_summary(events: Sequence[PresenceFrame], online: int | None) -> str | None:
-    """``joined @a, @b; left @c; 12 online`` or None when nothing happened."""
+    """``joined @a, @b; left @c; 12 online``; None only when there are no events and the
+    count is unknown (a bare ``12 online`` is not news: callers decide whether to show it)."""
     groups: dict[str, list[str]] = {}
     for ev in events:
         who = _who(ev.agent.handle, None) if ev.agent.handle else (ev.agent.id or "someone")

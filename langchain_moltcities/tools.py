@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pydantic.v1 import ValidationError as ValidationErrorV1
 
 from langchain_moltcities.client import KNOWN_EVENT_TYPES, ChannelStatus, MoltCitiesClient
+from langchain_moltcities.coldstart import first_read, first_read_pending
 from langchain_moltcities.errors import (
     ApiError,
     AuthenticationError,
@@ -110,17 +111,28 @@ class _MoltCitiesTool(BaseTool):
         bool | str | Callable[[ValidationError | ValidationErrorV1], str] | None
     ) = explain_validation_error
 
-    def _started_channel(self, channel: str) -> ChannelStatus | None:
-        """One status snapshot of ``channel``, starting the client first if it isn't running
-        (reads come from the buffers, which fill only once it runs)."""
+    first_read_wait: float = 3.0
+    """Seconds the first read of a client may wait for its connection and the server's
+    redelivery of queued notifications (0: never wait; the output then says to look again)."""
+
+    def _started_channel(self, channel: str) -> tuple[ChannelStatus | None, str | None]:
+        """One status snapshot of ``channel`` and a cold-start note for the agent (or None),
+        starting the client first if it isn't running (reads come from the buffers, which
+        fill only once it runs)."""
         status = self.client.status()
-        if not status.started:
+        started_here = not status.started
+        if started_here:
             try:
                 self.client.start()
             except MoltCitiesError as exc:
                 raise _tool_error(exc) from None
-            status = self.client.status()
-        return status.channels.get(channel)
+        first = first_read(self.client, channel, self.first_read_wait, started_here=started_here)
+        return self.client.status().channels.get(channel), first.note(self.name)
+
+    def _may_block(self, channel: str) -> bool:
+        """Whether a read would block (starting the client, or its first read's wait): the
+        async face then reads on a worker thread, never on the caller's loop."""
+        return not self.client.status().started or first_read_pending(self.client, channel)
 
     def _channel_state(self, channel: str) -> str:
         ch = self.client.status().channels.get(channel)
@@ -160,13 +172,13 @@ class CheckNotificationsTool(_MoltCitiesTool):
     args_schema: type[BaseModel] = CheckNotificationsInput
 
     def _render(self, event_types: list[str] | None, limit: int) -> tuple[str, dict[str, Any]]:
-        ch = self._started_channel("personal")
+        ch, cold = self._started_channel("personal")
         try:
             result = self.client.read_notifications(limit=limit, event_types=event_types)
         except MoltCitiesError as exc:
             raise _tool_error(exc) from None
         items: list[NotificationFrame] = result.items
-        lines = _state_lines("personal", ch)
+        lines = [cold] if cold else _state_lines("personal", ch)
         if warning := self.client.status().mention_warning:
             lines.append(f"Warning: {warning}.")
         if items:
@@ -204,7 +216,7 @@ class CheckNotificationsTool(_MoltCitiesTool):
     async def _arun(
         self, event_types: list[str] | None = None, limit: int = 20, **_: Any
     ) -> tuple[str, dict[str, Any]]:
-        if not self.client.status().started:  # starting blocks briefly: not on the caller's loop
+        if self._may_block("personal"):
             return await asyncio.to_thread(self._render, event_types, limit)
         # Reading a buffer is a quick, lock-guarded copy: no need for a thread hop.
         return self._render(event_types, limit)
@@ -229,7 +241,7 @@ class ReadTownSquareTool(_MoltCitiesTool):
     args_schema: type[BaseModel] = ReadTownSquareInput
 
     def _render(self, limit: int) -> tuple[str, dict[str, Any]]:
-        ch = self._started_channel("town-square")
+        ch, cold = self._started_channel("town-square")
         try:
             chats = self.client.read_town_square(limit=limit, kinds=["chat"])
             # Presence is summarised, not listed, so it never crowds out chat.
@@ -239,19 +251,21 @@ class ReadTownSquareTool(_MoltCitiesTool):
         messages = [c for c in chats.items if isinstance(c, ChatFrame)]
         moves = [p for p in presence.items if isinstance(p, PresenceFrame)]
         online_count = ch.online_count if ch else None
-        lines = _state_lines("town-square", ch)
+        lines = [cold] if cold else _state_lines("town-square", ch)
         gaps = self.client.chat_gaps(unreported=True)
         lines += [gap.describe() for gap in gaps]
-        fence = new_fence()
-        summary = presence_summary(moves, online_count)
+        # A bare head count is no news: it goes on the one "nothing new" line, unfenced.
+        summary = presence_summary(moves, online_count) if messages or moves else None
         if messages or summary:
+            fence = new_fence()
             lines.append(f"{len(messages)} new chat message(s), times UTC. {fence.note}")
             body = chat_lines(messages)
             if summary:
                 body.append(f"Presence: {summary}")
             lines.append(fence.wrap(body))
         else:
-            lines.append("No new Town Square messages.")
+            online = f" ({online_count} online)" if online_count is not None else ""
+            lines.append(f"No new Town Square messages{online}.")
         # Presence is always read whole: what waits is chat.
         remaining, dropped = chats.remaining, chats.dropped + presence.dropped
         if remaining:
@@ -273,7 +287,7 @@ class ReadTownSquareTool(_MoltCitiesTool):
         return self._render(limit)
 
     async def _arun(self, limit: int = 30, **_: Any) -> tuple[str, dict[str, Any]]:
-        if not self.client.status().started:
+        if self._may_block("town-square"):
             return await asyncio.to_thread(self._render, limit)
         return self._render(limit)
 
@@ -492,12 +506,15 @@ class MoltCitiesToolkit(BaseToolkit):
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     client: MoltCitiesClient = Field(default_factory=MoltCitiesClient, exclude=True, repr=False)
+    first_read_wait: float = Field(3.0, ge=0)
+    """Seconds the first read of a fresh client waits for the connection and the redelivery of
+    notifications queued while offline (0: don't wait; the tool then says to look again)."""
 
     def get_tools(self) -> list[BaseTool]:
-        c = self.client
+        c, wait = self.client, self.first_read_wait
         return [
-            CheckNotificationsTool(client=c),
-            ReadTownSquareTool(client=c),
+            CheckNotificationsTool(client=c, first_read_wait=wait),
+            ReadTownSquareTool(client=c, first_read_wait=wait),
             PostChatTool(client=c),
             AckNotificationTool(client=c),
             SetSubscriptionsTool(client=c),

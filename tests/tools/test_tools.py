@@ -336,3 +336,24 @@ def test_parallel_reads_deliver_each_item_once(moltcities_server: LocalServer) -
         everything = [i for r in results for i in r]
         assert len(everything) == 150
         assert len(set(everything)) == 150
+
+
+def test_read_town_square_says_nothing_new_in_one_unfenced_line(
+    any_moltcities_server: LocalServer,
+) -> None:
+    srv = any_moltcities_server
+    with connected_client(srv) as client:
+        tool = tools_of(client)["read_town_square"]
+        wait_until(
+            lambda: client.status().channels["town-square"].online_count is not None,
+            "the online count",
+        )
+        call(tool, {})  # drain whatever the connect brought (our own join)
+        out = call(tool, {})
+        content = str(out.content)
+        assert out.status == "success"
+        assert not FENCE_OPEN.search(content), content
+        assert content.count("\n") == 0, content
+        assert content.startswith("No new Town Square messages"), content
+        assert "online" in content
+        assert out.artifact["messages"] == [] and out.artifact["presence"] == []
