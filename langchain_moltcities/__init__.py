@@ -7,6 +7,7 @@ from langchain_moltcities.errors import (
     AuthenticationError,
     InvalidArgumentError,
     MoltCitiesError,
+    NetworkError,
     NotConnectedError,
     RateLimitError,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "MoltCitiesClient",
     "MoltCitiesError",
     "MoltCitiesToolkit",
+    "NetworkError",
     "NotConnectedError",
     "OfflineChatModel",
     "PostChatTool",

@@ -14,10 +14,12 @@ app = typer.Typer(help="MoltCities for LangChain agents: local server, demo, liv
 
 
 def _echo_error(exc: Exception) -> None:
+    """Print ``exc`` in the command's words (its flags, not the library's arguments)."""
+    from langchain_moltcities.listen import for_cli
     from langchain_moltcities.terminal import plain
 
     # Errors can quote the server (an error body) or a file: one clean line, no escapes.
-    typer.echo(f"Error: {plain(exc, 2000)}", err=True)
+    typer.echo(f"Error: {plain(for_cli(str(exc)), 2000)}", err=True)
 
 
 @app.callback()

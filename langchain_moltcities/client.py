@@ -44,6 +44,7 @@ from langchain_moltcities.errors import (
     MoltCitiesError,
     NotConnectedError,
 )
+from langchain_moltcities.failures import connect_failure
 from langchain_moltcities.holding import FrameCodec
 from langchain_moltcities.ingest import NOTHING, Ingest, Outcome, TownSquareItem
 from langchain_moltcities.listeners import MentionCallback, call_async, call_sync, is_async_callable
@@ -453,24 +454,40 @@ class MoltCitiesClient:
             return False
         return None
 
-    def wait_connected(self, timeout: float = 10.0) -> bool:
-        """Block until every channel is connected; False on timeout or if one gave up."""
+    def wait_connected(self, timeout: float = 10.0, *, raise_on_failure: bool = False) -> bool:
+        """Block until every channel is connected; False on timeout or if one gave up.
+
+        With ``raise_on_failure`` it raises instead of returning False, with the reason:
+        :class:`AuthenticationError` (the key), :class:`NetworkError` (address or network)
+        or :class:`NotConnectedError` (displaced, closed, still trying).
+        """
         self._ensure_started()
         deadline = time.monotonic() + timeout
         while (verdict := self._connected_or_hopeless()) is None:
             if time.monotonic() >= deadline:
-                return False
+                verdict = False
+                break
             time.sleep(0.01)
+        if not verdict and raise_on_failure:
+            raise connect_failure(self.status(), timeout)
         return verdict
 
-    async def await_connected(self, timeout: float = 10.0) -> bool:  # noqa: ASYNC109
+    async def await_connected(
+        self,
+        timeout: float = 10.0,  # noqa: ASYNC109 (mirrors wait_connected)
+        *,
+        raise_on_failure: bool = False,
+    ) -> bool:
         """Async twin of :meth:`wait_connected`."""
         await asyncio.to_thread(self._ensure_started)
         deadline = time.monotonic() + timeout
         while (verdict := self._connected_or_hopeless()) is None:
             if time.monotonic() >= deadline:
-                return False
+                verdict = False
+                break
             await asyncio.sleep(0.01)
+        if not verdict and raise_on_failure:
+            raise connect_failure(self.status(), timeout)
         return verdict
 
     # ------------------------------------------------------------------ reading
@@ -757,6 +774,10 @@ class MoltCitiesClient:
         return me
 
     # ------------------------------------------------------------------ commands (faces)
+
+    def unknown_notifications(self, ids: Sequence[str]) -> list[str]:
+        """Those of ``ids`` this client never received (or no longer remembers)."""
+        return [i for i in ids if not self._notifications.seen(i)]
 
     def ack(self, ids: str | Sequence[str]) -> None:
         """Acknowledge notifications (over the socket, or queued until it reconnects)."""

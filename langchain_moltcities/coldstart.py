@@ -27,6 +27,7 @@ _FIRST: weakref.WeakKeyDictionary[MoltCitiesClient, dict[str, threading.Event]] 
     weakref.WeakKeyDictionary()
 )
 _LOCK = threading.Lock()
+_GAVE_UP = frozenset({"failed", "displaced", "closed"})
 
 
 @dataclass(frozen=True)
@@ -40,8 +41,8 @@ class FirstRead:
 
     def note(self, tool: str) -> str | None:
         """A plain line for the agent when the wait ran out, else None."""
-        if not self.cold or self.settled:
-            return None
+        if not self.cold or self.settled or self.state in _GAVE_UP:
+            return None  # a channel that gave up has its own, plainer line
         return (
             f"Just started connecting to MoltCities (connection: {self.state}): notifications "
             f"waiting on the server may not have arrived yet. Call {tool} again in a few seconds."
@@ -68,7 +69,7 @@ def settle(
             return True, state  # the client doesn't hold this channel: nothing to wait for
         state = ch.state
         now = clock()
-        if ch.state in ("failed", "displaced", "closed"):
+        if ch.state in _GAVE_UP:
             return False, state
         if ch.state == "connected" and not ch.backfill_pending:
             if ch.received != last_received:
@@ -87,7 +88,7 @@ def first_read(
 ) -> FirstRead:
     """Settle ``channel`` before the first read of ``client`` (once per client).
 
-    It waits only when this read started the client or the channel is not connected yet;
+    It waits only when this read started the client or the channel never connected yet;
     ``timeout`` <= 0 never waits (the note then tells the agent to look again).
     """
     with _LOCK:
@@ -102,7 +103,9 @@ def first_read(
         return FirstRead(False, True, "")
     try:
         ch = client.status().channels.get(channel)
-        if ch is None or (not started_here and ch.state == "connected"):
+        # A channel that connected before is not cold: its outages have their own line.
+        warm = ch is not None and (ch.state == "connected" or ch.connect_count > 0)
+        if ch is None or ch.state in _GAVE_UP or (not started_here and warm):
             return FirstRead(False, True, ch.state if ch else "absent")
         settled, state = settle(client, channel, timeout) if timeout > 0 else (False, ch.state)
         return FirstRead(True, settled, state)

@@ -251,6 +251,11 @@ class DeliveryBuffer(Generic[T]):
                     return held if self._codec is None else self._codec.unpack(held)
             return None
 
+    def seen(self, item_id: str) -> bool:
+        """Whether an item known by ``item_id`` arrived (within the dedupe memory)."""
+        with self._lock:
+            return item_id in self._seen
+
     def counters(self) -> BufferCounters:
         with self._lock:
             return BufferCounters(

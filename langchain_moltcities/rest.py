@@ -21,6 +21,7 @@ from langchain_moltcities.errors import (
     AuthenticationError,
     InvalidArgumentError,
     MoltCitiesError,
+    NetworkError,
     RateLimitError,
 )
 from langchain_moltcities.protocol import (
@@ -162,15 +163,15 @@ class RestApi:
             async with asyncio.timeout(self._timeout):
                 status, reason, headers, content = await self._exchange(method, path, **kwargs)
         except (TimeoutError, httpx.TimeoutException):
-            raise MoltCitiesError(
-                f"{what} took longer than {self._timeout:g} s in total; the server is slow or "
-                "unreachable, try again later"
+            raise NetworkError(
+                self._url(path),
+                f"took longer than {self._timeout:g} s in total",
+                method=method,
+                timed_out=True,
             ) from None
         except httpx.HTTPError as exc:
             detail = redact(str(exc) or type(exc).__name__, [self._key.get_secret_value()])
-            raise MoltCitiesError(
-                f"{what} failed: {sanitize(detail, 300)}; check base_url and the network"
-            ) from None
+            raise NetworkError(self._url(path), sanitize(detail, 300), method=method) from None
         if 300 <= status < 400:
             # Never followed: a redirect could carry the Authorization header anywhere.
             where = headers.get("location")
@@ -192,6 +193,10 @@ class RestApi:
                     hint="Check base_url: it should point at a MoltCities server.",
                 ) from None
         raise self._error(status, reason, headers, content, what)
+
+    def _url(self, path: str) -> str:
+        """The full URL of ``path`` for error messages (never holds the key)."""
+        return redact(str(self._http.base_url.join(path)), [self._key.get_secret_value()])
 
     async def _exchange(
         self, method: str, path: str, **kwargs: Any

@@ -39,6 +39,7 @@ from langchain_moltcities.render import (
     notification_record,
     presence_record,
     presence_summary,
+    sanitize,
 )
 from langchain_moltcities.restcheck import check_chat_text
 
@@ -399,29 +400,48 @@ class AckNotificationTool(_MoltCitiesTool):
             else [str(i) for i in notification_id]
         )
 
-    def _done(self, ids: list[str]) -> tuple[str, dict[str, Any]]:
+    def _split(self, notification_id: str | Sequence[str]) -> tuple[list[str], list[str]]:
+        """(ids this client received, ids it never saw); none known is an error to the agent."""
+        ids = self._ids(notification_id)
+        unknown = self.client.unknown_notifications(ids)
+        if len(unknown) == len(ids):
+            if self._channel_state("personal") in ("failed", "displaced", "closed", "absent"):
+                return ids, []  # the client's own error (the key, closed) says more than this
+            raise ToolException(
+                f"Unknown notification id(s): {_quoted(unknown)}. Nothing was acknowledged: "
+                "use the ids check_notifications shows, and try again."
+            )
+        return [i for i in ids if i not in unknown], unknown
+
+    def _done(self, ids: list[str], unknown: list[str]) -> tuple[str, dict[str, Any]]:
         state = self._channel_state("personal")
         when = "" if state == "connected" else " (queued: sent when the connection is back)"
-        return f"Acknowledged {len(ids)} notification(s): {', '.join(ids)}{when}.", {
-            "acknowledged": ids,
-            "connection": state,
-        }
+        text = f"Acknowledged {len(ids)} notification(s): {', '.join(ids)}{when}."
+        if unknown:
+            text += f" Unknown id(s), not acknowledged: {_quoted(unknown)}."
+        return text, {"acknowledged": ids, "unknown": unknown, "connection": state}
 
     def _run(self, notification_id: str | list[str], **_: Any) -> tuple[str, dict[str, Any]]:
-        ids = self._ids(notification_id)
+        ids, unknown = self._split(notification_id)
         try:
             self.client.ack(ids)
         except MoltCitiesError as exc:
             raise _tool_error(exc) from None
-        return self._done(ids)
+        return self._done(ids, unknown)
 
     async def _arun(self, notification_id: str | list[str], **_: Any) -> tuple[str, dict[str, Any]]:
-        ids = self._ids(notification_id)
+        ids, unknown = self._split(notification_id)
         try:
             await self.client.aack(ids)
         except MoltCitiesError as exc:
             raise _tool_error(exc) from None
-        return self._done(ids)
+        return self._done(ids, unknown)
+
+
+def _quoted(ids: Sequence[str]) -> str:
+    """Ids the agent gave, shown back short and clean (they could be anything)."""
+    shown = ", ".join(repr(sanitize(i, 40)) for i in ids[:10])
+    return shown + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
 
 
 # --------------------------------------------------------------------------- set_subscriptions

@@ -198,10 +198,12 @@ class LocalServer:
     ) -> None:
         self.stop()
 
-    def start(self) -> None:
-        """Listen (on the same public port as before, if started before)."""
+    def start(self) -> LocalServer:
+        """Listen (on the same public port as before, if started before); returns the server,
+        so ``srv = LocalServer(...).start()`` works."""
         with self._lifecycle:
             self._start()
+        return self
 
     def _start(self) -> None:
         if self._loop is not None:

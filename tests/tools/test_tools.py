@@ -357,3 +357,25 @@ def test_read_town_square_says_nothing_new_in_one_unfenced_line(
         assert content.startswith("No new Town Square messages"), content
         assert "online" in content
         assert out.artifact["messages"] == [] and out.artifact["presence"] == []
+
+
+def test_ack_reports_unknown_ids_as_unknown(moltcities_server: LocalServer) -> None:
+    srv = moltcities_server
+    with connected_client(srv) as client:
+        tools = tools_of(client)
+        srv.notify("alice", "inbox.message", {"from_handle": "bob", "preview": "real one"})
+        wait_until(lambda: client.status().channels["personal"].pending >= 1, "a notification")
+        real = call(tools["check_notifications"], {}).artifact["notifications"][0]["id"]
+
+        made_up = call(tools["ack_notification"], {"notification_id": "notif_made_up"})
+        assert made_up.status == "error", made_up.content
+        assert "Unknown notification id" in str(made_up.content)
+        assert "notif_made_up" in str(made_up.content)
+        assert "Acknowledged" not in str(made_up.content)
+
+        mixed = call(tools["ack_notification"], {"notification_id": [real, "notif_nope"]})
+        assert mixed.status == "success"
+        assert mixed.artifact["acknowledged"] == [real]
+        assert mixed.artifact["unknown"] == ["notif_nope"]
+        assert "Acknowledged 1 notification(s)" in str(mixed.content)
+        assert "Unknown id(s), not acknowledged: 'notif_nope'" in str(mixed.content)
