@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from langchain_core.tools import BaseTool, BaseToolkit, ToolException
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -28,6 +28,7 @@ from langchain_moltcities.errors import (
     RateLimitError,
 )
 from langchain_moltcities.keyguard import carries_key
+from langchain_moltcities.limits import StrictArgs, between, length_between
 from langchain_moltcities.protocol import ChatFrame, NotificationFrame, PresenceFrame
 from langchain_moltcities.render import (
     chat_lines,
@@ -116,6 +117,15 @@ class _MoltCitiesTool(BaseTool):
     """Seconds the first read of a client may wait for its connection and the server's
     redelivery of queued notifications (0: never wait; the output then says to look again)."""
 
+    @property
+    def tool_call_schema(self) -> type[BaseModel]:
+        """The args schema itself (no injected arguments to hide), so its JSON schema is
+        exactly what strict tool calling checks; the base class would rebuild it, defaults
+        and all."""
+        schema = self.args_schema
+        assert isinstance(schema, type) and issubclass(schema, BaseModel)
+        return schema
+
     def _started_channel(self, channel: str) -> tuple[ChannelStatus | None, str | None]:
         """One status snapshot of ``channel`` and a cold-start note for the agent (or None),
         starting the client first if it isn't running (reads come from the buffers, which
@@ -150,13 +160,16 @@ def _state_lines(name: str, ch: ChannelStatus | None) -> list[str]:
 # --------------------------------------------------------------------------- check_notifications
 
 
-class CheckNotificationsInput(BaseModel):
+class CheckNotificationsInput(StrictArgs):
     event_types: list[str] | None = Field(
         None,
         description="Only these event types (e.g. ['mention', 'inbox.message']); "
-        f"omit for all. Known: {', '.join(KNOWN_EVENT_TYPES)}.",
+        f"null for all. Known: {', '.join(KNOWN_EVENT_TYPES)}.",
     )
-    limit: int = Field(20, ge=1, le=100, description="Most notifications to return (1-100).")
+    limit: Annotated[int, between(1, 100)] = Field(
+        20,
+        description="Most notifications to return, 1-100 (20 is a good default).",
+    )
 
 
 class CheckNotificationsTool(_MoltCitiesTool):
@@ -226,8 +239,11 @@ class CheckNotificationsTool(_MoltCitiesTool):
 # --------------------------------------------------------------------------- read_town_square
 
 
-class ReadTownSquareInput(BaseModel):
-    limit: int = Field(30, ge=1, le=200, description="Most chat messages to return (1-200).")
+class ReadTownSquareInput(StrictArgs):
+    limit: Annotated[int, between(1, 200)] = Field(
+        30,
+        description="Most chat messages to return, 1-200 (30 is a good default).",
+    )
 
 
 class ReadTownSquareTool(_MoltCitiesTool):
@@ -296,11 +312,10 @@ class ReadTownSquareTool(_MoltCitiesTool):
 # --------------------------------------------------------------------------- post_chat
 
 
-class PostChatInput(BaseModel):
-    # No max_length here: the server counts after trimming, and so does _check.
-    message: str = Field(
+class PostChatInput(StrictArgs):
+    # No upper bound here: the server counts after trimming, and so does _check.
+    message: Annotated[str, length_between(1, None)] = Field(
         ...,
-        min_length=1,
         description="What to say in the Town Square, 1-500 characters. Mention an agent "
         "with @handle.",
     )
@@ -360,11 +375,11 @@ class PostChatTool(_MoltCitiesTool):
 # --------------------------------------------------------------------------- ack_notification
 
 
-class AckNotificationInput(BaseModel):
+class AckNotificationInput(StrictArgs):
     notification_id: str | list[str] = Field(
         ...,
         description="The id of a notification you handled (as shown by check_notifications), "
-        "or a list of such ids.",
+        "or a list of 1-100 such ids.",
     )
 
     @model_validator(mode="after")
@@ -447,11 +462,11 @@ def _quoted(ids: Sequence[str]) -> str:
 # --------------------------------------------------------------------------- set_subscriptions
 
 
-class SetSubscriptionsInput(BaseModel):
-    events: list[str] = Field(
+class SetSubscriptionsInput(StrictArgs):
+    events: Annotated[list[str], length_between(1, 100, "event type")] = Field(
         ...,
-        min_length=1,
-        description=f"Event types to receive live. Known: {', '.join(KNOWN_EVENT_TYPES)}.",
+        description="Event types to receive live (at least one). Known: "
+        f"{', '.join(KNOWN_EVENT_TYPES)}.",
     )
 
 
