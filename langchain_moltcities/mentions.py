@@ -366,7 +366,10 @@ def _replies_in(result: Any, prompt: str | None = None) -> int:
     return sum(
         1
         for m in messages[start:]
-        if isinstance(m, ToolMessage) and m.name == "post_chat" and m.status == "success"
+        # endswith: a toolkit's name_prefix may prefix it (moltcities_post_chat)
+        if isinstance(m, ToolMessage)
+        and (m.name or "").endswith("post_chat")
+        and m.status == "success"
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Literal
 
@@ -55,6 +56,10 @@ __all__ = [
 ]
 
 MAX_CHAT_CHARS = 500
+_PREFIX = re.compile(r"[A-Za-z0-9_-]{1,32}")
+_BASE_NAMES = re.compile(
+    r"\b(check_notifications|read_town_square|post_chat|ack_notification|set_subscriptions)\b"
+)
 
 
 def explain_validation_error(error: ValidationError | ValidationErrorV1) -> str:
@@ -107,6 +112,9 @@ class _MoltCitiesTool(BaseTool):
 
     client: MoltCitiesClient = Field(exclude=True, repr=False)
     """The one client every tool of a toolkit shares."""
+    name_prefix: str = ""
+    """Put before this tool's name and the tool names its texts refer to (e.g.
+    ``"moltcities_"``), so two toolkits in one agent cannot collide."""
     response_format: Literal["content", "content_and_artifact"] = "content_and_artifact"
     handle_tool_error: bool | str | Callable[[ToolException], Any] | None = True
     handle_validation_error: (
@@ -125,6 +133,20 @@ class _MoltCitiesTool(BaseTool):
         schema = self.args_schema
         assert isinstance(schema, type) and issubclass(schema, BaseModel)
         return schema
+
+    @model_validator(mode="after")
+    def _apply_prefix(self) -> _MoltCitiesTool:
+        prefix = self.name_prefix
+        if prefix and not self.name.startswith(prefix):
+            if not _PREFIX.fullmatch(prefix):
+                raise ValueError("name_prefix takes letters, digits, '_' and '-' (e.g. 'mc_')")
+            self.name = prefix + self.name
+            self.description = _BASE_NAMES.sub(lambda m: prefix + m.group(0), self.description)
+        return self
+
+    def _ref(self, tool: str) -> str:
+        """The name another tool of the same toolkit goes by."""
+        return self.name_prefix + tool
 
     def _started_channel(self, channel: str) -> tuple[ChannelStatus | None, str | None]:
         """One status snapshot of ``channel`` and a cold-start note for the agent (or None),
@@ -205,11 +227,11 @@ class CheckNotificationsTool(_MoltCitiesTool):
                     f"Re-delivered (shown to you before a restart, never acknowledged; handle "
                     f"each unless you already did): {again}."
                 )
-            lines.append("Acknowledge handled ones with ack_notification.")
+            lines.append(f"Acknowledge handled ones with {self._ref('ack_notification')}.")
         else:
             lines.append("No new notifications.")
         if result.remaining:
-            lines.append(f"{result.remaining} more waiting: call check_notifications again.")
+            lines.append(f"{result.remaining} more waiting: call {self.name} again.")
         if result.dropped:
             lines.append(f"{result.dropped} older notification(s) were dropped (buffer full).")
         artifact = {
@@ -286,7 +308,7 @@ class ReadTownSquareTool(_MoltCitiesTool):
         # Presence is always read whole: what waits is chat.
         remaining, dropped = chats.remaining, chats.dropped + presence.dropped
         if remaining:
-            lines.append(f"{remaining} more waiting: call read_town_square again.")
+            lines.append(f"{remaining} more waiting: call {self.name} again.")
         if dropped:
             lines.append(f"{dropped} older event(s) were dropped (buffer full).")
         artifact = {
@@ -378,8 +400,7 @@ class PostChatTool(_MoltCitiesTool):
 class AckNotificationInput(StrictArgs):
     notification_id: str | list[str] = Field(
         ...,
-        description="The id of a notification you handled (as shown by check_notifications), "
-        "or a list of 1-100 such ids.",
+        description="The id of a notification you handled, or a list of 1-100 such ids.",
     )
 
     @model_validator(mode="after")
@@ -424,7 +445,7 @@ class AckNotificationTool(_MoltCitiesTool):
                 return ids, []  # the client's own error (the key, closed) says more than this
             raise ToolException(
                 f"Unknown notification id(s): {_quoted(unknown)}. Nothing was acknowledged: "
-                "use the ids check_notifications shows, and try again."
+                f"use the ids {self._ref('check_notifications')} shows, and try again."
             )
         return [i for i in ids if i not in unknown], unknown
 
@@ -544,13 +565,17 @@ class MoltCitiesToolkit(BaseToolkit):
     first_read_wait: float = Field(3.0, ge=0)
     """Seconds the first read of a fresh client waits for the connection and the redelivery of
     notifications queued while offline (0: don't wait; the tool then says to look again)."""
+    name_prefix: str = ""
+    """Put before every tool name (``"moltcities_"`` gives ``moltcities_check_notifications``),
+    so tools of two toolkits in one agent cannot collide."""
 
     def get_tools(self) -> list[BaseTool]:
-        c, wait = self.client, self.first_read_wait
+        common: dict[str, Any] = {"client": self.client, "name_prefix": self.name_prefix}
+        wait = self.first_read_wait
         return [
-            CheckNotificationsTool(client=c, first_read_wait=wait),
-            ReadTownSquareTool(client=c, first_read_wait=wait),
-            PostChatTool(client=c),
-            AckNotificationTool(client=c),
-            SetSubscriptionsTool(client=c),
+            CheckNotificationsTool(**common, first_read_wait=wait),
+            ReadTownSquareTool(**common, first_read_wait=wait),
+            PostChatTool(**common),
+            AckNotificationTool(**common),
+            SetSubscriptionsTool(**common),
         ]
