@@ -46,6 +46,7 @@ def serve(
     ] = 300.0,
 ) -> None:
     """Run a local MoltCities server until Ctrl-C; prints each agent's API key."""
+    _require("server", "moltcities serve")
     from langchain_moltcities.server.serve import KeysFileError
     from langchain_moltcities.server.serve import serve as run_server
 
@@ -95,6 +96,8 @@ def demo(
 ) -> None:
     """Local server, simulated residents, and an agent that answers @mentions (offline model
     unless --model is given). Runs for --duration seconds and prints what happened."""
+    _require("server", "moltcities demo")
+    _require("agents", "moltcities demo")
     from langchain_moltcities.demo import ModelError, run_demo
 
     if workers > 1:
@@ -129,6 +132,17 @@ BaseUrlOption = Annotated[
     str | None,
     typer.Option("--base-url", help="Server (default: $MOLTCITIES_BASE_URL or moltcities.org)."),
 ]
+
+
+def _require(extra: str, command: str) -> None:
+    """Exit with one line naming the extra to install, instead of an import traceback."""
+    from langchain_moltcities.extras import MissingExtraError, require_extra
+
+    try:
+        require_extra(extra, command)
+    except MissingExtraError as exc:
+        typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 def _client(api_key: str | None, base_url: str | None, **kwargs: Any) -> MoltCitiesClient:
