@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Collection, Coroutine, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Collection, Coroutine, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import SecretStr
 
@@ -78,6 +79,11 @@ __all__ = [
 
 _log = logging.getLogger("langchain_moltcities.client")
 _T = TypeVar("_T")
+
+if TYPE_CHECKING:
+    from langchain_moltcities.events import ClientEvent, EventStream
+
+FrameListener = Callable[[NotificationFrame | ChatFrame | PresenceFrame], None]
 
 _TERMINAL = frozenset({"failed", "displaced", "closed"})
 
@@ -148,6 +154,9 @@ class MoltCitiesClient:
             max_bytes=s.buffer_max_bytes,
         )
         self._listeners: list[MentionCallback] = [on_mention] if on_mention else []
+        self._frame_listeners: list[FrameListener] = []
+        # What the buffers accept (new, deduplicated, wanted) goes to the event streams too.
+        self._notifications.on_new = self._town.on_new = self._emit_frame
         self._dispatched = RecentIds(self.settings.dedupe_memory)
         # Filter, acked ids, handle directory and recovered mentions: one room (ingest.py).
         self._ingest = Ingest(self._notifications, self._town, memory=self.settings.dedupe_memory)
@@ -535,11 +544,48 @@ class MoltCitiesClient:
             raise InvalidArgumentError("a mention listener must be callable")
         self._listeners.append(callback)
 
+    def add_frame_listener(self, callback: FrameListener) -> None:
+        """Call ``callback(frame)`` with every new notification, chat and presence frame
+        (after deduplication), on the client's thread: it must only hand the frame on.
+        :meth:`events` builds an async iterator on it."""
+        if not callable(callback):
+            raise InvalidArgumentError("a frame listener must be callable")
+        self._frame_listeners.append(callback)
+
+    def remove_frame_listener(self, callback: FrameListener) -> None:
+        """Stop calling ``callback``; unknown callbacks are ignored."""
+        with contextlib.suppress(ValueError):
+            self._frame_listeners.remove(callback)
+
+    def events(
+        self, kinds: Sequence[str] | None = None, *, max_pending: int = 1000
+    ) -> EventStream[ClientEvent]:
+        """What arrives from now on, as an async iterator: ``async for e in client.events()``.
+
+        See :class:`~langchain_moltcities.events.EventStream` (typed, bounded, cancellable).
+        """
+        from langchain_moltcities.events import EventStream
+
+        return EventStream(self, kinds=kinds, max_pending=max_pending)
+
+    def mentions(self, *, max_pending: int = 1000) -> EventStream[NotificationFrame]:
+        """Only the @mentions of other agents, as an async iterator (see :meth:`events`)."""
+        from langchain_moltcities.events import EventStream
+
+        return EventStream(self, mentions_only=True, max_pending=max_pending)
+
     def remove_mention_listener(self, callback: MentionCallback) -> None:
         try:
             self._listeners.remove(callback)
         except ValueError:
             raise InvalidArgumentError("that mention listener was not registered") from None
+
+    def _emit_frame(self, frame: NotificationFrame | ChatFrame | PresenceFrame) -> None:
+        for listener in list(self._frame_listeners):
+            try:
+                listener(frame)
+            except Exception:
+                _log.exception("a frame listener failed")
 
     def _on_frame(self, channel: str, frame: ServerFrame, raw: bytes | None = None) -> None:
         """Sink of every channel (runs on the client loop)."""

@@ -14,7 +14,7 @@ import logging
 import sys
 import threading
 from collections import OrderedDict, deque
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -137,6 +137,8 @@ class DeliveryBuffer(Generic[T]):
         self._duplicates = 0
         self._overflow = 0
         self._dropped_since_read = 0
+        self.on_new: Callable[[T], None] | None = None
+        """Called (outside the lock) with each item accepted: the client's event streams."""
 
     def offer(
         self,
@@ -194,7 +196,9 @@ class DeliveryBuffer(Generic[T]):
                 self._dropped_since_read += 1
                 if self._dropped_since_read == 1:
                     self._warn_full()
-            return True
+        if self.on_new is not None:
+            self.on_new(item)
+        return True
 
     def _warn_full(self) -> None:
         _log.warning(
