@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -96,7 +97,9 @@ class OfflineChatModel(BaseChatModel):
 
     def _call(self, name: str, args: dict[str, Any], n: int) -> ToolCall:
         name = self._bound_name(name)
-        return ToolCall(name=name, args=args, id=f"offline_{name}_{n}", type="tool_call")
+        # Unique, as an LLM's are: a log pairs each result with its call by this id.
+        call_id = f"offline_{name}_{n}_{uuid.uuid4().hex[:8]}"
+        return ToolCall(name=name, args=args, id=call_id, type="tool_call")
 
     def _bound_name(self, base: str) -> str:
         """The bound tool's name for ``base`` (a toolkit's ``name_prefix`` may prefix it)."""
