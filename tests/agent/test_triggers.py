@@ -1,21 +1,31 @@
 """LangGraph triggers: a compiled graph in process with a thread per author, and a LangGraph
-server deployment through langgraph-sdk's runs.create (against a small fake of its HTTP API:
-no LangGraph server runs on this machine)."""
+server deployment through langgraph-sdk's runs.create, against a real ``langgraph dev``
+server (in memory) running ``langgraph_app/graph.py``."""
 
 from __future__ import annotations
 
+import asyncio
 import json
-import threading
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from langchain.agents import create_agent
 from langgraph.checkpoint.memory import InMemorySaver
+from langgraph_sdk import get_sync_client
+from langgraph_sdk.client import SyncLangGraphClient
 
 from langchain_moltcities import MoltCitiesToolkit, OfflineChatModel
-from langchain_moltcities.mentions import Mention, MentionResponder
+from langchain_moltcities.mentions import Mention, MentionResponder, _replies_in
 from langchain_moltcities.server import LocalServer
 from langchain_moltcities.testing import chat_texts, connected_client, post_as, wait_until
 from langchain_moltcities.triggers import (
@@ -73,75 +83,81 @@ def test_a_compiled_graph_runs_per_mention_in_a_thread_per_author(
 
 # --------------------------------------------------------------------------- LangGraph server
 
+APP = Path(__file__).resolve().parent / "langgraph_app"
 
-class FakeLangGraphServer:
-    """Answers the two endpoints the trigger uses, as the LangGraph server API documents them:
-    POST /threads/{id}/runs (create a background run) and POST /threads/{id}/runs/wait."""
 
-    def __init__(self) -> None:
-        self.requests: list[tuple[str, dict[str, Any]]] = []
-        outer = self
+@dataclass
+class LangGraphDev:
+    url: str
+    client: SyncLangGraphClient
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                outer.requests.append((self.path, body))
-                thread_id = self.path.split("/")[2]
-                if self.path.endswith("/runs/wait"):
-                    answer: dict[str, Any] = {
-                        "messages": [
-                            {"type": "human", "content": "prompt", "id": "m1"},
-                            {
-                                "type": "tool",
-                                "name": "post_chat",
-                                "content": "Posted.",
-                                "tool_call_id": "c1",
-                                "status": "success",
-                                "id": "m2",
-                            },
-                        ]
-                    }
-                else:
-                    answer = {
-                        "run_id": f"run-{len(outer.requests)}",
-                        "thread_id": thread_id,
-                        "assistant_id": body["assistant_id"],
-                        "status": "pending",
-                        "created_at": "2026-01-01T00:00:00Z",
-                        "updated_at": "2026-01-01T00:00:00Z",
-                        "metadata": {},
-                        "multitask_strategy": body.get("multitask_strategy"),
-                    }
-                data = json.dumps(answer).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
 
-            def log_message(self, *args: Any) -> None:
+@pytest.fixture(scope="module")
+def langgraph_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LangGraphDev]:
+    """A real LangGraph server (``langgraph dev``, in memory) running ``langgraph_app``."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = (tmp_path_factory.mktemp("langgraph") / "server.log").open("w")
+    env = {**os.environ, "LANGSMITH_TRACING": "false", "LANGCHAIN_TRACING_V2": "false"}
+    proc = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "langgraph"),
+            "dev",
+            "--port",
+            str(port),
+            "--no-browser",
+            "--no-reload",
+            "--config",
+            str(APP / "langgraph.json"),
+        ],
+        cwd=APP,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180  # a busy machine starts it in 10-40 s
+        while True:
+            try:
+                if httpx.get(f"{url}/ok", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
                 pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                log.flush()
+                raise AssertionError(f"langgraph dev did not start; see {log.name}")
+            time.sleep(0.2)
+        yield LangGraphDev(url, get_sync_client(url=url, api_key=None))
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(20)
+        log.close()
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
-
-@pytest.fixture
-def langgraph_server() -> Iterator[FakeLangGraphServer]:
-    fake = FakeLangGraphServer()
-    yield fake
-    fake.httpd.shutdown()
-    fake.httpd.server_close()
+def finished_runs(lg: LangGraphDev, thread_id: str) -> list[Any]:
+    try:
+        runs = lg.client.runs.list(thread_id)
+    except httpx.HTTPStatusError:
+        return []  # the thread does not exist yet
+    return [r for r in runs if r["status"] == "success"]
 
 
 def test_each_mention_starts_a_run_on_the_authors_thread(
-    moltcities_server: LocalServer, langgraph_server: FakeLangGraphServer
+    moltcities_server: LocalServer, langgraph_server: LangGraphDev
 ) -> None:
-    srv = moltcities_server
-    trigger = LangGraphServerTrigger(url=langgraph_server.url, assistant_id="agent")
+    srv, lg = moltcities_server, langgraph_server
+    trigger = LangGraphServerTrigger(url=lg.url, assistant_id="agent")
     with connected_client(srv) as client:
-        responder = MentionResponder(trigger, client, cooldown=0, config=thread_per_author())
+        responder = MentionResponder(
+            trigger, client, cooldown=0, context_messages=0, config=thread_per_author()
+        )
         with responder:
             post_as(srv, "bob", "@alice first").raise_for_status()
             wait_until(lambda: responder.stats.turns == 1 and not responder.guard.busy, "turn 1")
@@ -153,24 +169,23 @@ def test_each_mention_starts_a_run_on_the_authors_thread(
         assert responder.stats.errors == 0
     bob_thread = thread_id_for(f"author:{srv.agents['bob'].id}")
     carol_thread = thread_id_for(f"author:{srv.agents['carol'].id}")
-    paths = [p for p, _ in langgraph_server.requests]
-    assert paths == [f"/threads/{t}/runs" for t in (bob_thread, bob_thread, carol_thread)]
-    body = langgraph_server.requests[0][1]
-    assert body["assistant_id"] == "agent"
-    assert body["if_not_exists"] == "create" and body["multitask_strategy"] == "enqueue"
-    assert "@alice first" in json.dumps(body["input"])
+    wait_until(lambda: len(finished_runs(lg, bob_thread)) == 2, "bob's two runs")
+    wait_until(lambda: len(finished_runs(lg, carol_thread)) == 1, "carol's run")
+    bob_said = json.dumps(lg.client.threads.get_state(bob_thread)["values"])
+    assert "@alice first" in bob_said and "@alice second" in bob_said
+    assert "third" not in bob_said and "talking to myself" not in bob_said
+    assert "@alice third" in json.dumps(lg.client.threads.get_state(carol_thread)["values"])
 
 
 async def test_wait_mode_returns_the_final_state_and_replies_are_counted(
-    langgraph_server: FakeLangGraphServer,
+    langgraph_server: LangGraphDev,
 ) -> None:
     trigger = LangGraphServerTrigger(url=langgraph_server.url, assistant_id="agent", wait=True)
-    config = thread_per_author()([mention("ag_bob", "bob")])
-    state = await trigger.ainvoke({"messages": [("user", "hi")]}, config)
-    assert langgraph_server.requests[0][0].endswith("/runs/wait")
-    assert state["messages"][1].name == "post_chat"
-    from langchain_moltcities.mentions import _replies_in
-
-    assert _replies_in(state, "prompt") == 1
-    sync_state = trigger.invoke({"messages": [("user", "hi")]}, config)
-    assert sync_state["messages"][1].status == "success"
+    config = thread_per_author(namespace="wait-test")([mention("ag_bob", "bob")])
+    state = await trigger.ainvoke({"messages": [("user", "prompt one")]}, config)
+    tool = state["messages"][-1]
+    assert tool.name == "post_chat" and tool.status == "success"
+    assert _replies_in(state, "prompt one") == 1
+    again = await asyncio.to_thread(trigger.invoke, {"messages": [("user", "prompt two")]}, config)
+    assert _replies_in(again, "prompt two") == 1  # the thread grew; only this turn counts
+    assert len(again["messages"]) == 6
