@@ -98,7 +98,7 @@ class OfflineChatModel(BaseChatModel):
     def _call(self, name: str, args: dict[str, Any], n: int) -> ToolCall:
         name = self._bound_name(name)
         # Unique, as an LLM's are: a log pairs each result with its call by this id.
-        call_id = f"offline_{name}_{n}_{uuid.uuid4().hex[:8]}"
+        call_id = f"call_{uuid.uuid4().hex[:10]}"
         return ToolCall(name=name, args=args, id=call_id, type="tool_call")
 
     def _bound_name(self, base: str) -> str:
