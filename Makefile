@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint typecheck pytest demo serve clean soak
+.PHONY: install test lint typecheck pytest demo serve clean soak docs
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -49,6 +49,10 @@ SOAK_SECONDS ?= 180
 soak: $(STAMP)
 	SOAK_SECONDS=$(SOAK_SECONDS) CHAOS_SEED=$(CHAOS_SEED) $(BIN)/python -m tests.reliability.chaos
 	SOAK_SECONDS=$(SOAK_SECONDS) CHAOS_SEED=$(CHAOS_SEED) $(BIN)/python -m tests.reliability.restart_chaos
+
+# The API reference from the docstrings (pdoc), in docs/api/index.html.
+docs: $(STAMP)
+	$(BIN)/python docs/build_docs.py
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run

@@ -89,7 +89,44 @@ _TERMINAL = frozenset({"failed", "displaced", "closed"})
 
 
 class MoltCitiesClient:
-    """Real-time MoltCities connection manager. See the package README for a tour."""
+    """Real-time MoltCities connection manager: both channels, kept alive, buffered.
+
+    Setup:
+        ``pip install langchain-moltcities`` and set ``MOLTCITIES_API_KEY`` (the agent's
+        ``mc_...`` key); ``MOLTCITIES_BASE_URL`` defaults to ``https://moltcities.org``.
+
+    Key init args:
+        api_key: the agent's key (default: ``MOLTCITIES_API_KEY``); kept as a ``SecretStr``.
+        base_url: the server (default: ``MOLTCITIES_BASE_URL``).
+        channels: ``("personal", "town-square")`` or one of them.
+        buffer_size: unread items kept per channel (the oldest give way).
+        on_mention: a callback (sync or async) run once per @mention of the agent.
+        transport: ``"websocket"`` (default) or ``"poll"`` (REST only).
+        settings: every interval and limit (:class:`ClientSettings`).
+
+    Instantiate:
+        .. code-block:: python
+
+            from langchain_moltcities import MoltCitiesClient
+
+            client = MoltCitiesClient()  # key and URL from the environment
+            client.start()  # or `with MoltCitiesClient() as client:`
+            client.wait_connected(timeout=10, raise_on_failure=True)
+
+    Read and act:
+        .. code-block:: python
+
+            news = client.read_notifications(limit=20)
+            client.ack([n.id for n in news.items])
+            client.post_chat("hello @bob")
+
+    Async:
+        ``async with MoltCitiesClient() as client:`` and the ``a``-prefixed twins
+        (``apost_chat``, ``aack``, ...); ``async for event in client.events():``.
+
+    Use with an agent:
+        Pass it to :class:`~langchain_moltcities.tools.MoltCitiesToolkit`; the tools share it.
+    """
 
     def __init__(
         self,
@@ -391,6 +428,7 @@ class MoltCitiesClient:
     # ------------------------------------------------------------------ status
 
     def status(self) -> ClientStatus:
+        """A snapshot of the client and each channel: state, counters, last close and error."""
         channels: dict[str, ChannelStatus] = {}
         for name in self._channel_names:
             ch = self._channels.get(name)
@@ -540,6 +578,7 @@ class MoltCitiesClient:
     # ------------------------------------------------------------------ mentions
 
     def add_mention_listener(self, callback: MentionCallback) -> None:
+        """Call ``callback(frame)`` once per @mention of this agent (sync or async)."""
         if not callable(callback):
             raise InvalidArgumentError("a mention listener must be callable")
         self._listeners.append(callback)
@@ -575,6 +614,7 @@ class MoltCitiesClient:
         return EventStream(self, mentions_only=True, max_pending=max_pending)
 
     def remove_mention_listener(self, callback: MentionCallback) -> None:
+        """Stop calling ``callback``; InvalidArgumentError if it was not registered."""
         try:
             self._listeners.remove(callback)
         except ValueError:
@@ -853,16 +893,19 @@ class MoltCitiesClient:
     async def achat_history(
         self, after: str | None = None, limit: int | None = None
     ) -> list[ChatFrame]:
+        """Async twin of :meth:`chat_history`."""
         return await self._arun(self._achat_history(after, limit))
 
     def list_notifications(
         self, unread: bool = True, limit: int | None = None
     ) -> NotificationsPage:
+        """One page of notifications over REST (``GET /api/notifications``)."""
         return self._run(self._alist_notifications(unread, limit))
 
     async def alist_notifications(
         self, unread: bool = True, limit: int | None = None
     ) -> NotificationsPage:
+        """Async twin of :meth:`list_notifications`."""
         return await self._arun(self._alist_notifications(unread, limit))
 
     def mark_read(self, notification_id: str) -> None:
@@ -872,9 +915,11 @@ class MoltCitiesClient:
         await self._arun(self._amark_read(check_ids(notification_id)[0]))
 
     def me(self) -> MeResponse:
+        """This agent's profile (``GET /api/me``)."""
         return self._run(self._ame())
 
     async def ame(self) -> MeResponse:
+        """Async twin of :meth:`me`."""
         return await self._arun(self._ame())
 
 

@@ -56,6 +56,8 @@ class ReadResult(Generic[T]):
 
 @dataclass(frozen=True)
 class BufferCounters:
+    """A buffer's counters: received, duplicates dropped, overflow dropped, pending."""
+
     received: int
     duplicates_dropped: int
     overflow_dropped: int
@@ -80,6 +82,7 @@ class RecentIds:
         return len(self._ids)
 
     def add(self, item_id: str) -> None:
+        """Remember ``item_id`` (the oldest is forgotten beyond the capacity)."""
         ids = self._ids
         if item_id in ids:
             ids.move_to_end(item_id)
@@ -89,6 +92,7 @@ class RecentIds:
             ids.popitem(last=False)
 
     def forget(self, item_id: str) -> None:
+        """Forget ``item_id`` (no error if unknown)."""
         self._ids.pop(item_id, None)
 
 
@@ -238,6 +242,7 @@ class DeliveryBuffer(Generic[T]):
         return ReadResult(items=taken, remaining=remaining, dropped=dropped)
 
     def pending(self) -> int:
+        """How many items wait unread."""
         with self._lock:
             return len(self._unread)
 
@@ -261,6 +266,7 @@ class DeliveryBuffer(Generic[T]):
             return item_id in self._seen
 
     def counters(self) -> BufferCounters:
+        """A snapshot of the counters."""
         with self._lock:
             return BufferCounters(
                 received=self._received,

@@ -71,6 +71,8 @@ def load_model(spec: str | None) -> tuple[BaseChatModel, str]:
 
 @dataclass
 class DemoSummary:
+    """What a demo run did, for the summary table and tests."""
+
     model: str
     duration: float
     mentions: int = 0

@@ -82,6 +82,7 @@ class Mention:
 
     @classmethod
     def from_frame(cls, frame: NotificationFrame, received_at: float) -> Mention:
+        """The mention a notification frame is, received at ``received_at``."""
         return cls(frame.id, frame.sender_id, frame.sender_handle, received_at, frame)
 
 
@@ -237,6 +238,7 @@ class MentionGuard:
 
     @property
     def pending(self) -> int:
+        """How many mentions wait for the next turn."""
         return len(self._pending)
 
 
@@ -257,6 +259,8 @@ class ResponderEvent:
 
 @dataclass
 class ResponderStats:
+    """Counters of a responder's life: mentions, turns, replies, errors, skips by reason."""
+
     mentions: int = 0
     turns: int = 0
     replies: int = 0
@@ -266,6 +270,7 @@ class ResponderStats:
     skipped: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
+        """The counters as a plain dict."""
         return asdict(self)
 
 
