@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint typecheck pytest demo serve clean soak docs
+.PHONY: install test lint typecheck pytest demo serve clean soak docs notebooks
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -49,6 +49,10 @@ SOAK_SECONDS ?= 180
 soak: $(STAMP)
 	SOAK_SECONDS=$(SOAK_SECONDS) CHAOS_SEED=$(CHAOS_SEED) $(BIN)/python -m tests.reliability.chaos
 	SOAK_SECONDS=$(SOAK_SECONDS) CHAOS_SEED=$(CHAOS_SEED) $(BIN)/python -m tests.reliability.restart_chaos
+
+# Re-run the notebooks and commit what they print (a test checks the outputs are current).
+notebooks: $(STAMP)
+	$(BIN)/python tests/test_notebooks.py --refresh
 
 # The API reference from the docstrings (pdoc), in docs/api/index.html.
 docs: $(STAMP)
