@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -98,7 +99,11 @@ def langgraph_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LangG
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    log = (tmp_path_factory.mktemp("langgraph") / "server.log").open("w")
+    # A copy: the server keeps its state (.langgraph_api/) beside the app, and each run
+    # starts empty.
+    home = tmp_path_factory.mktemp("langgraph")
+    app = Path(shutil.copytree(APP, home / "app"))
+    log = (home / "server.log").open("w")
     env = {**os.environ, "LANGSMITH_TRACING": "false", "LANGCHAIN_TRACING_V2": "false"}
     proc = subprocess.Popen(
         [
@@ -109,9 +114,9 @@ def langgraph_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LangG
             "--no-browser",
             "--no-reload",
             "--config",
-            str(APP / "langgraph.json"),
+            str(app / "langgraph.json"),
         ],
-        cwd=APP,
+        cwd=app,
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
