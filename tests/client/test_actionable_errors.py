@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from conftest import fast_settings
+from conftest import eventually, fast_settings
 from langchain_moltcities import (
     AuthenticationError,
     MoltCitiesClient,
@@ -58,7 +58,7 @@ def test_wait_connected_raises_a_network_error_when_nobody_answers() -> None:
     assert str(port) in caught.value.url and "could not connect" in str(caught.value)
 
 
-async def test_await_connected_raises_for_a_closed_client(moltcities_server: LocalServer) -> None:
+async def test_await_connected_raises_when_displaced(moltcities_server: LocalServer) -> None:
     srv = moltcities_server
     client = MoltCitiesClient(
         api_key=srv.agents["alice"].api_key, base_url=srv.base_url, settings=SETTINGS
@@ -66,6 +66,7 @@ async def test_await_connected_raises_for_a_closed_client(moltcities_server: Loc
     async with client:
         assert await client.await_connected(timeout=20, raise_on_failure=True)
         srv.disconnect_all(4003)  # displaced: the client does not come back by itself
+        await eventually(lambda: not client.status().connected, 20, "the close to land")
         with pytest.raises(NotConnectedError) as caught:
             await client.await_connected(timeout=20, raise_on_failure=True)
     assert "displaced" in str(caught.value)
