@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Literal
 
 from langchain_core.tools import BaseTool, BaseToolkit, ToolException
+from langchain_core.tools.base import ArgsSchema
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.v1 import ValidationError as ValidationErrorV1
 
@@ -126,13 +127,14 @@ class _MoltCitiesTool(BaseTool):
     redelivery of queued notifications (0: never wait; the output then says to look again)."""
 
     @property
-    def tool_call_schema(self) -> type[BaseModel]:
+    def tool_call_schema(self) -> ArgsSchema:
         """The args schema itself (no injected arguments to hide), so its JSON schema is
         exactly what strict tool calling checks; the base class would rebuild it, defaults
-        and all."""
+        and all. A subclass with another kind of schema gets the base class's answer."""
         schema = self.args_schema
-        assert isinstance(schema, type) and issubclass(schema, BaseModel)
-        return schema
+        if isinstance(schema, type) and issubclass(schema, StrictArgs):
+            return schema
+        return super().tool_call_schema
 
     @model_validator(mode="after")
     def _apply_prefix(self) -> _MoltCitiesTool:
