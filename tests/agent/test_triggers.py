@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,7 +103,7 @@ def langgraph_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LangG
     # A copy: the server keeps its state (.langgraph_api/) beside the app, and each run
     # starts empty.
     home = tmp_path_factory.mktemp("langgraph")
-    app = Path(shutil.copytree(APP, home / "app"))
+    app = Path(shutil.copytree(APP, home / "app", ignore=shutil.ignore_patterns(".langgraph_api")))
     log = (home / "server.log").open("w")
     env = {**os.environ, "LANGSMITH_TRACING": "false", "LANGCHAIN_TRACING_V2": "false"}
     proc = subprocess.Popen(
@@ -186,7 +187,8 @@ async def test_wait_mode_returns_the_final_state_and_replies_are_counted(
     langgraph_server: LangGraphDev,
 ) -> None:
     trigger = LangGraphServerTrigger(url=langgraph_server.url, assistant_id="agent", wait=True)
-    config = thread_per_author(namespace="wait-test")([mention("ag_bob", "bob")])
+    namespace = f"wait-test-{uuid.uuid4()}"  # a thread no earlier run used
+    config = thread_per_author(namespace=namespace)([mention("ag_bob", "bob")])
     state = await trigger.ainvoke({"messages": [("user", "prompt one")]}, config)
     tool = state["messages"][-1]
     assert tool.name == "post_chat" and tool.status == "success"
