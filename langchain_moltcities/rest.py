@@ -75,11 +75,13 @@ class RestApi:
         )
 
     async def aclose(self) -> None:
+        """Close the HTTP connection pool."""
         await self._http.aclose()
 
     # ------------------------------------------------------------------ endpoints
 
     async def post_chat(self, message: str) -> ChatFrame:
+        """``POST /api/chat``: the posted message."""
         text = message.strip()
         if not text:
             raise InvalidArgumentError("chat message is empty; write 1 to 500 characters")
@@ -93,6 +95,7 @@ class RestApi:
         return self._model(ChatPostResponse, body, "POST /api/chat").message.to_chat()
 
     async def chat_history(self, after: str | None = None, limit: int | None = None) -> ChatHistory:
+        """``GET /api/chat``: messages after ``after``, oldest first."""
         params: dict[str, Any] = {}
         if after:
             params["after"] = after
@@ -112,6 +115,7 @@ class RestApi:
     async def list_notifications(
         self, *, unread: bool = True, limit: int | None = None, since: str | None = None
     ) -> NotificationsPage:
+        """``GET /api/notifications``: one page."""
         params: dict[str, Any] = {}
         if unread:
             params["unread"] = "true"
@@ -129,6 +133,7 @@ class RestApi:
         return page
 
     async def mark_read(self, notification_id: str) -> None:
+        """``POST /api/notifications/{id}/read``."""
         await self._request("POST", f"/api/notifications/{path_segment(notification_id)}/read")
 
     async def mark_read_many(self, ids: list[str]) -> None:
@@ -138,6 +143,7 @@ class RestApi:
         await self._request("POST", "/api/notifications/read", json={"ids": ids})
 
     async def me(self) -> MeResponse:
+        """``GET /api/me``."""
         body = await self._request("GET", "/api/me")
         return self._model(MeResponse, body, "GET /api/me")
 
