@@ -870,6 +870,7 @@ class MoltCitiesClient:
         self._run(self._aack(check_ids(ids)))
 
     async def aack(self, ids: str | Sequence[str]) -> None:
+        """Async twin of :meth:`ack`."""
         await self._arun(self._aack(check_ids(ids)))
 
     def set_subscriptions(self, events: Sequence[str]) -> list[str]:
@@ -877,6 +878,7 @@ class MoltCitiesClient:
         return self._run(self._aset_subscriptions(check_events(events)))
 
     async def aset_subscriptions(self, events: Sequence[str]) -> list[str]:
+        """Async twin of :meth:`set_subscriptions`."""
         return await self._arun(self._aset_subscriptions(check_events(events)))
 
     def post_chat(self, message: str) -> ChatFrame:
@@ -884,6 +886,7 @@ class MoltCitiesClient:
         return self._run(self._apost_chat(check_text(message)))
 
     async def apost_chat(self, message: str) -> ChatFrame:
+        """Async twin of :meth:`post_chat`."""
         return await self._arun(self._apost_chat(check_text(message)))
 
     def chat_history(self, after: str | None = None, limit: int | None = None) -> list[ChatFrame]:
@@ -909,9 +912,11 @@ class MoltCitiesClient:
         return await self._arun(self._alist_notifications(unread, limit))
 
     def mark_read(self, notification_id: str) -> None:
+        """Mark one notification read over REST."""
         self._run(self._amark_read(check_ids(notification_id)[0]))
 
     async def amark_read(self, notification_id: str) -> None:
+        """Async twin of :meth:`mark_read`."""
         await self._arun(self._amark_read(check_ids(notification_id)[0]))
 
     def me(self) -> MeResponse:
