@@ -35,7 +35,9 @@ class Codec(Protocol[T]):
         and whether the item had to be cut to fit."""
         ...
 
-    def unpack(self, held: bytes) -> T: ...
+    def unpack(self, held: bytes) -> T:
+        """The item back from its held bytes."""
+        ...
 
 
 @dataclass(frozen=True)
