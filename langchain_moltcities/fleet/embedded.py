@@ -69,10 +69,12 @@ class EmbeddedRedis:
 
     @property
     def url(self) -> str:
+        """The server's ``redis://`` URL."""
         return f"redis://127.0.0.1:{self.port}/0"
 
     @property
     def pid(self) -> int | None:
+        """The server process's id, while it runs."""
         return self._proc.pid if self._proc is not None else None
 
     def start(self, timeout: float = 30.0) -> EmbeddedRedis:
@@ -125,6 +127,7 @@ class EmbeddedRedis:
         self._proc = None
 
     def close(self) -> None:
+        """Stop the server process."""
         self.stop()
         if self._dir is not None:
             self._dir.cleanup()

@@ -183,5 +183,6 @@ class HolderLease:
             await self.release()
 
     async def aclose(self) -> None:
+        """Release what the lease holds open."""
         await self.release()
         await self._redis.aclose()

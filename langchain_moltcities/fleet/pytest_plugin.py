@@ -19,6 +19,7 @@ __all__ = ["StateAt", "redis_factory", "redis_server", "redis_url", "state_at"]
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[EmbeddedRedis]:
+    """A private Redis-compatible server for the test session."""
     with EmbeddedRedis() as server:
         yield server
 

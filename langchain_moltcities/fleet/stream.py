@@ -233,4 +233,5 @@ class WorkStream:
         return int(info["pending"])
 
     async def aclose(self) -> None:
+        """Release what the stream holds open."""
         await self._redis.aclose()

@@ -63,6 +63,7 @@ class FleetWorker:
         return f"FleetWorker({self.identity!r}, {self.name!r}, holding={self.lease.holding})"
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Work until ``stop`` is set."""
         try:
             await asyncio.gather(self.lease.run(stop), self._hold(stop), self._consume(stop))
         finally:

@@ -143,6 +143,7 @@ class RedisStore(StateStore):
     # ------------------------------------------------------------------ the interface
 
     def load(self, agent_id: str) -> AgentSnapshot:
+        """What is stored for ``agent_id``."""
         snap = AgentSnapshot()
         try:
             pipe = self._redis.pipeline(transaction=True)
@@ -161,10 +162,12 @@ class RedisStore(StateStore):
         return snap
 
     def submit(self, agent_id: str, ops: list[Op]) -> None:
+        """Queue ``ops`` for ``agent_id``; they are written in batches."""
         if not self._closed:
             self._queue.put((agent_id, ops))
 
     def flush(self, timeout: float = 10.0) -> None:
+        """Wait (up to ``timeout``) until every queued change is written."""
         if self._closed:
             return
         marker = _Flush()
