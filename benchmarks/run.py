@@ -21,7 +21,16 @@ import psutil
 from benchmarks.common import ROOT, Context, Row, Section, quiet_overflow_warnings
 from benchmarks.flood_server import flood_process
 
-FIGURES: tuple[str, ...] = ("ingest", "latency", "memory", "cost", "idle", "many", "mcp_latency")
+FIGURES: tuple[str, ...] = (
+    "ingest",
+    "latency",
+    "memory",
+    "cost",
+    "idle",
+    "many",
+    "mcp_latency",
+    "fleet",
+)
 DEFAULT_OUTPUT = ROOT / "benchmarks" / "RESULTS.md"
 
 

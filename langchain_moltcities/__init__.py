@@ -1,5 +1,8 @@
 """Real-time MoltCities for LangChain agents."""
 
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _version
+
 from langchain_moltcities.client import ChannelStatus, ClientStatus, MoltCitiesClient
 from langchain_moltcities.delivery import ReadResult
 from langchain_moltcities.errors import (
@@ -7,6 +10,7 @@ from langchain_moltcities.errors import (
     AuthenticationError,
     InvalidArgumentError,
     MoltCitiesError,
+    NetworkError,
     NotConnectedError,
     RateLimitError,
 )
@@ -39,6 +43,7 @@ __all__ = [
     "MoltCitiesClient",
     "MoltCitiesError",
     "MoltCitiesToolkit",
+    "NetworkError",
     "NotConnectedError",
     "OfflineChatModel",
     "PostChatTool",
@@ -52,4 +57,8 @@ __all__ = [
     "parse_frame",
     "start_all",
 ]
-__version__ = "0.1.0"
+try:
+    __version__ = _version("langchain-moltcities")
+    """The installed distribution's version (one source of truth: pyproject.toml)."""
+except PackageNotFoundError:  # run from a source tree that was never installed
+    __version__ = "0.0.0+unknown"

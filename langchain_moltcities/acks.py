@@ -107,6 +107,7 @@ class AckBook:
         return bool(self._acked)
 
     def is_acked(self, keys: Iterable[str]) -> bool:
+        """Whether any of ``keys`` (an item's ids) was acknowledged."""
         acked = self._acked
         for k in keys:  # per inbound item: a plain loop, no generator
             if k in acked:
@@ -114,14 +115,17 @@ class AckBook:
         return False
 
     def read_pending(self, rest_ids: Iterable[str]) -> None:
+        """Remember REST ids whose mark-read has not reached the server yet."""
         for rid in rest_ids:
             self._put(self.unsent_reads, rid, None, self.capacity)
 
     def read_done(self, rest_id: str) -> None:
+        """A mark-read reached the server: forget it."""
         self.unsent_reads.pop(rest_id, None)
 
     # Plain data for a persisted state.
     def snapshot(self) -> dict[str, list[str]]:
+        """The acked ids and unsent reads as plain data."""
         return {"acked": list(self._acked), "unsent_reads": list(self.unsent_reads)}
 
     def restore(self, acked: dict[str, list[str]]) -> None:

@@ -71,12 +71,14 @@ def split_base_url(base_url: str, allow_insecure: bool) -> tuple[str, str]:
 
 
 def check_limit(limit: int | None) -> int | None:
+    """``limit`` if it is None or a non-negative int, else InvalidArgumentError."""
     if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
         raise InvalidArgumentError(f"limit must be a non-negative int or None, got {limit!r}")
     return limit
 
 
 def check_ids(ids: str | Sequence[str]) -> list[str]:
+    """One id or several, as a list of stripped, non-empty ids (else InvalidArgumentError)."""
     items = [ids] if isinstance(ids, str) else list(ids)
     bad = [i for i in items if not isinstance(i, str) or not i.strip()]
     if not items or bad:
@@ -87,6 +89,7 @@ def check_ids(ids: str | Sequence[str]) -> list[str]:
 
 
 def check_events(events: Sequence[str]) -> list[str]:
+    """Event type names, checked against the known ones (the error lists them)."""
     if isinstance(events, str):
         events = [events]
     chosen = list(events)
@@ -99,6 +102,7 @@ def check_events(events: Sequence[str]) -> list[str]:
 
 
 def check_town_kinds(kinds: Sequence[str] | str) -> list[str]:
+    """Town Square kinds (``chat``, ``presence``), checked."""
     chosen = [kinds] if isinstance(kinds, str) else list(kinds)
     unknown = [k for k in chosen if k not in TOWN_SQUARE_KINDS]
     if unknown:
@@ -109,6 +113,7 @@ def check_town_kinds(kinds: Sequence[str] | str) -> list[str]:
 
 
 def check_text(message: str) -> str:
+    """``message`` if it is text, else InvalidArgumentError."""
     if not isinstance(message, str):
         raise InvalidArgumentError(f"message must be text, got {type(message).__name__}")
     return message

@@ -34,6 +34,8 @@ class Action(Enum):
 
 @dataclass(frozen=True)
 class Decision:
+    """What to do after a close or failed connect: the action, the state to show and why."""
+
     action: Action
     state: str  # channel state to show: backing_off, closed, displaced, failed
     reason: str
@@ -145,5 +147,6 @@ class Backoff:
         self._up_since = None
 
     def reset(self) -> None:
+        """Start the delays from the first again (the link stayed up long enough)."""
         self.attempts = 0
         self._up_since = None

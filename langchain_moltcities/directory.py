@@ -83,6 +83,7 @@ class HandleDirectory:
         return True
 
     def get(self, agent_id: str | None) -> str | None:
+        """The handle known for ``agent_id``, if any."""
         if not agent_id:
             return None
         with self._lock:
@@ -109,10 +110,12 @@ class HandleDirectory:
 
     # Plain data, so a persisted state (restart-safe agents) can save and restore it.
     def snapshot(self) -> dict[str, str]:
+        """Every known id and handle as a plain dict."""
         with self._lock:
             return dict(self._map)
 
     def restore(self, entries: dict[str, str]) -> None:
+        """Learn the ids and handles of a :meth:`snapshot`."""
         for agent_id, handle in entries.items():
             self.learn(agent_id, handle)
 

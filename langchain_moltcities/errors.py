@@ -11,6 +11,7 @@ __all__ = [
     "AuthenticationError",
     "InvalidArgumentError",
     "MoltCitiesError",
+    "NetworkError",
     "NotConnectedError",
     "RateLimitError",
 ]
@@ -57,6 +58,23 @@ class ApiError(MoltCitiesError):
         what_to_do = hint or _hint_for(status)
         self.hint = what_to_do
         super().__init__(f"MoltCities API error {status}: {message}. {what_to_do}")
+
+
+class NetworkError(MoltCitiesError):
+    """The server could not be reached (refused, reset, DNS, TLS, timeout): ``url`` is where,
+    ``detail`` what the network layer said, ``timed_out`` whether it was a timeout."""
+
+    def __init__(
+        self, url: str, detail: str, *, method: str | None = None, timed_out: bool = False
+    ) -> None:
+        self.url, self.detail, self.method, self.timed_out = url, detail, method, timed_out
+        request = f"{method} {url}" if method else url
+        what = f"timed out: {detail}" if timed_out else f"failed: {detail}"
+        super().__init__(
+            f"Could not reach MoltCities ({request} {what}). Check base_url (or "
+            "MOLTCITIES_BASE_URL), that the server is up, and the network (DNS, proxy, "
+            "firewall); then try again."
+        )
 
 
 class NotConnectedError(MoltCitiesError):

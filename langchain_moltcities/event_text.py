@@ -48,6 +48,7 @@ _LAMPORTS_PER_SOL = 1_000_000_000
 
 
 def has_no_sender(frame: NotificationFrame) -> bool:
+    """Whether this event type names no sender."""
     return frame.event_type in _NO_SENDER
 
 

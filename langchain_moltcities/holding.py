@@ -43,6 +43,7 @@ class FrameCodec(Generic[F]):
         return self._cut(frame.model_dump(mode="json"), type(frame).model_fields), True
 
     def unpack(self, held: bytes) -> F:
+        """The frame back from its held bytes."""
         frame = parse_frame(held)
         if not isinstance(frame, self.kinds):  # only bytes we took in get here: a bug, say so
             what = frame.error if isinstance(frame, InvalidFrame) else type(frame).__name__

@@ -74,6 +74,7 @@ class Ingest:
     # ------------------------------------------------------------------ intake
 
     def notification(self, frame: NotificationFrame, raw: bytes | None = None) -> Outcome:
+        """Judge one notification: buffer it if new and wanted; what to do about it."""
         kind = frame.event_type
         subs = self.subscriptions
         allowed = subs.allowed
@@ -134,6 +135,7 @@ class Ingest:
         return Outcome(look_up=look_up) if look_up else NOTHING
 
     def chat(self, frame: ChatFrame, raw: bytes | None = None) -> Outcome:
+        """Judge one chat message: buffer it if new; a mention in it, handles to look up."""
         if frame.agent_handle and frame.agent_id:
             self.directory.learn(frame.agent_id, frame.agent_handle)
         if not self.town.offer(frame, item_id=frame.id, kind="chat", raw=raw):
@@ -146,6 +148,7 @@ class Ingest:
         return Outcome(mention=mention, look_up=look_up) if (mention or look_up) else NOTHING
 
     def presence(self, frame: PresenceFrame, raw: bytes | None = None) -> None:
+        """Buffer a presence change and learn the handles it shows."""
         for agent_id, handle in handles_in_frame(frame):
             self.directory.learn(agent_id, handle)
         self.town.offer(frame, item_id=None, kind="presence", raw=raw)

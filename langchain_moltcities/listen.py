@@ -7,6 +7,7 @@ hide the terminal's text, or crash the view with a stray ``[/]``.
 
 from __future__ import annotations
 
+import re
 import time
 
 from rich.console import Console
@@ -18,9 +19,21 @@ from langchain_moltcities.protocol import ChatFrame, NotificationFrame, Presence
 from langchain_moltcities.render import short_time
 from langchain_moltcities.terminal import safe, styled, who_text
 
-__all__ = ["run_listen"]
+__all__ = ["for_cli", "run_listen"]
 
 _FATAL = {"failed", "displaced", "closed"}
+# The library's messages name its arguments; on the command line the flags are what to fix.
+_CLI_WORDS = (
+    (re.compile(r"api_key=\.\.\.|(?:the )?api_key argument"), "--api-key"),
+    (re.compile(r"\bbase_url\b"), "--base-url"),
+)
+
+
+def for_cli(message: str) -> str:
+    """``message`` with the client's argument names replaced by the command's flags."""
+    for pattern, flag in _CLI_WORDS:
+        message = pattern.sub(flag, message)
+    return message
 
 
 def _notification(n: NotificationFrame, again: bool = False) -> Text:
@@ -83,15 +96,21 @@ def run_listen(
     deadline = None if duration is None else time.monotonic() + duration
     # A reconnect shows even when it is too quick to catch the state between polls.
     states: dict[str, tuple[str, int]] = {}
+    told: set[str] = set()  # reasons already shown
     try:
         while deadline is None or time.monotonic() < deadline:
             status = client.status()
             for name, ch in status.channels.items():
                 if states.get(name) != (ch.state, ch.connect_count):
+                    error = ch.last_error
+                    if error and ch.state != "connected":
+                        if error in told and ch.state in _FATAL:
+                            error = "same reason"  # a bad key stops both channels: say it once
+                        else:
+                            told.add(error)
+                            error = for_cli(error)
                     console.print(
-                        _channel_line(
-                            name, ch.state, ch.connect_count, ch.last_close_code, ch.last_error
-                        )
+                        _channel_line(name, ch.state, ch.connect_count, ch.last_close_code, error)
                     )
                     states[name] = (ch.state, ch.connect_count)
             if "personal" in status.channels:

@@ -18,12 +18,14 @@ MentionCallback = Callable[[NotificationFrame], Awaitable[None] | None]
 
 
 def is_async_callable(cb: object) -> bool:
+    """Whether calling ``cb`` returns a coroutine (an async function or callable object)."""
     return inspect.iscoroutinefunction(cb) or inspect.iscoroutinefunction(
         getattr(cb, "__call__", None)  # noqa: B004 - callable objects with async __call__
     )
 
 
 async def call_async(cb: MentionCallback, frame: NotificationFrame) -> None:
+    """Run a mention callback on the client's loop; an error is logged, never raised."""
     try:
         result = cb(frame)
         if inspect.isawaitable(result):
@@ -37,6 +39,8 @@ async def call_async(cb: MentionCallback, frame: NotificationFrame) -> None:
 def call_sync(
     cb: MentionCallback, frame: NotificationFrame, loop: asyncio.AbstractEventLoop
 ) -> None:
+    """Run a mention callback (from a worker thread; an awaitable it returns runs on
+    ``loop``); an error is logged, never raised."""
     try:
         result = cb(frame)
         if inspect.isawaitable(result):

@@ -89,6 +89,7 @@ class MoltCitiesMCPServer:
     # ------------------------------------------------------------------ lifecycle
 
     def initialization_options(self) -> InitializationOptions:
+        """The MCP initialization options of this server."""
         return self.server.create_initialization_options(NotificationOptions())
 
     async def start(self) -> None:
@@ -98,6 +99,7 @@ class MoltCitiesMCPServer:
         await asyncio.to_thread(self.client.start)
 
     async def close(self) -> None:
+        """Release what the server holds open."""
         try:
             self.client.remove_mention_listener(self._on_mention)
         except MoltCitiesError:
@@ -275,6 +277,7 @@ class MoltCitiesMCPServer:
 
     @property
     def subscriber_count(self) -> int:
+        """How many subscribers there are."""
         return sum(len(s) for s in self._subscribers.values())
 
     async def _on_mention(self, _frame: NotificationFrame) -> None:

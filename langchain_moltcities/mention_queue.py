@@ -21,13 +21,19 @@ class QueuedMention(Protocol):
     """What the queue needs of a mention (``mentions.Mention`` has it)."""
 
     @property
-    def author(self) -> str: ...
+    def author(self) -> str:
+        """Who wrote it (the queue is fair per author)."""
+        ...
 
     @property
-    def received_at(self) -> float: ...
+    def received_at(self) -> float:
+        """When it arrived (clock seconds)."""
+        ...
 
     @property
-    def chars(self) -> int: ...
+    def chars(self) -> int:
+        """Roughly its size in characters."""
+        ...
 
 
 M = TypeVar("M", bound=QueuedMention)
@@ -112,6 +118,7 @@ class PendingMentions(Generic[M]):
         return chosen
 
     def remove_all(self, mentions: Sequence[M]) -> None:
+        """Take these mentions out of the queue (those not in it are ignored)."""
         for m in mentions:
             if m in self._items:
                 self._remove(m)

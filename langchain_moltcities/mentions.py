@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from langchain_core.messages import ToolMessage
+from langchain_core.messages import HumanMessage, ToolMessage
 from langchain_core.runnables import Runnable, RunnableConfig
 
 from langchain_moltcities.client import MoltCitiesClient
@@ -82,6 +82,7 @@ class Mention:
 
     @classmethod
     def from_frame(cls, frame: NotificationFrame, received_at: float) -> Mention:
+        """The mention a notification frame is, received at ``received_at``."""
         return cls(frame.id, frame.sender_id, frame.sender_handle, received_at, frame)
 
 
@@ -237,6 +238,7 @@ class MentionGuard:
 
     @property
     def pending(self) -> int:
+        """How many mentions wait for the next turn."""
         return len(self._pending)
 
 
@@ -257,6 +259,8 @@ class ResponderEvent:
 
 @dataclass
 class ResponderStats:
+    """Counters of a responder's life: mentions, turns, replies, errors, skips by reason."""
+
     mentions: int = 0
     turns: int = 0
     replies: int = 0
@@ -266,6 +270,7 @@ class ResponderStats:
     skipped: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
+        """The counters as a plain dict."""
         return asdict(self)
 
 
@@ -350,19 +355,41 @@ def with_known_handles(
     return out
 
 
-def _replies_in(result: Any) -> int:
-    """Successful post_chat calls in an agent's result (create_agent returns its messages)."""
+def _replies_in(result: Any, prompt: str | None = None) -> int:
+    """Successful post_chat calls this turn added to an agent's result.
+
+    ``create_agent`` returns its messages; with a checkpointer they are the whole thread, so
+    only what follows this turn's input counts: the last human message carrying ``prompt``
+    (else the last human message), or everything when there is none.
+    """
     messages = result.get("messages") if isinstance(result, dict) else None
     if not isinstance(messages, list):
         return 0
+    humans = [i for i, m in enumerate(messages) if isinstance(m, HumanMessage)]
+    ours = [i for i in humans if prompt and prompt in _text(messages[i])]
+    start = (ours or humans or [-1])[-1] + 1
     return sum(
         1
-        for m in messages
-        if isinstance(m, ToolMessage) and m.name == "post_chat" and m.status == "success"
+        for m in messages[start:]
+        # endswith: a toolkit's name_prefix may prefix it (moltcities_post_chat)
+        if isinstance(m, ToolMessage)
+        and (m.name or "").endswith("post_chat")
+        and m.status == "success"
+    )
+
+
+def _text(message: HumanMessage) -> str:
+    content = message.content
+    if isinstance(content, str):
+        return content
+    return " ".join(
+        part if isinstance(part, str) else str(part.get("text", "")) for part in content
     )
 
 
 PromptBuilder = Callable[[Sequence[Mention], Sequence[ChatFrame], str | None], str]
+ConfigFor = Callable[[Sequence[Mention]], RunnableConfig]
+"""Builds a turn's ``RunnableConfig`` from its mentions (e.g. a thread per author)."""
 
 
 class MentionResponder:
@@ -372,9 +399,11 @@ class MentionResponder:
     pass ``make_input`` for another input shape. Use ``start``/``stop`` (a worker thread, sync
     ``invoke``) or ``astart``/``astop`` (a task on the running loop, ``ainvoke``); both also
     as context managers. ``max_replies`` counts the successful ``post_chat`` tool calls in
-    the agent's result (what ``create_agent`` returns). ``events`` keeps the last
+    the agent's result (what ``create_agent`` returns) that follow the turn's prompt, so a
+    checkpointer's thread history is not counted again. ``events`` keeps the last
     ``max_events`` events, so a responder that runs for weeks stays small; ``stats`` counts
-    everything.
+    everything. ``config`` is a ``RunnableConfig`` or a function of the turn's mentions
+    returning one (see :mod:`langchain_moltcities.triggers` for a thread per author).
     """
 
     def __init__(
@@ -389,7 +418,7 @@ class MentionResponder:
         context_messages: int = 10,
         prompt: PromptBuilder = default_prompt,
         make_input: Callable[[str], Any] | None = None,
-        config: RunnableConfig | None = None,
+        config: RunnableConfig | ConfigFor | None = None,
         on_event: Callable[[ResponderEvent], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         max_events: int = 10_000,
@@ -511,10 +540,16 @@ class MentionResponder:
                 )
             return batch
 
-    def _finish(self, batch: list[Mention], result: Any, error: BaseException | None) -> None:
+    def _finish(
+        self,
+        batch: list[Mention],
+        result: Any,
+        error: BaseException | None,
+        prompt: str | None = None,
+    ) -> None:
         first = min(m.received_at for m in batch)
         ids = [m.id for m in batch]
-        replies = _replies_in(result) if error is None else 0
+        replies = _replies_in(result, prompt) if error is None else 0
         with self._lock:
             self.guard.turn_done(replies)
             if error is not None:
@@ -534,8 +569,11 @@ class MentionResponder:
                 )
             self._record(ResponderEvent(self._now(), "turn_end", None, ids))
 
-    def _input(self, batch: list[Mention], context: list[ChatFrame]) -> Any:
-        return self._make_input(self._prompt(batch, context, self.client.handle))
+    def _config_for(self, batch: list[Mention]) -> RunnableConfig | None:
+        return self._config(batch) if callable(self._config) else self._config
+
+    def _prompt_for(self, batch: list[Mention], context: list[ChatFrame]) -> str:
+        return self._prompt(batch, context, self.client.handle)
 
     # ------------------------------------------------------------------ sync face
 
@@ -559,15 +597,16 @@ class MentionResponder:
             self._wake.wait(0.5)
             self._wake.clear()
             while not self._stopping and (batch := self._take_batch()):
-                result, error = None, None
+                result, error, prompt = None, None, None
                 try:
                     self._turn_started(batch)
-                    context = self._context_sync()
-                    result = self.agent.invoke(self._input(batch, context), self._config)
+                    prompt = self._prompt_for(batch, self._context_sync())
+                    config = self._config_for(batch)
+                    result = self.agent.invoke(self._make_input(prompt), config)
                 except Exception as exc:
                     error = exc
                     _log.warning("mention responder: the agent failed: %r", exc)
-                self._finish(batch, result, error)
+                self._finish(batch, result, error, prompt)
                 self._turn_finished(batch)
 
     def _context_sync(self) -> list[ChatFrame]:
@@ -634,15 +673,16 @@ class MentionResponder:
                 await asyncio.wait_for(self._async_wake.wait(), 0.5)
             self._async_wake.clear()
             while not self._stopping and (batch := self._take_batch()):
-                result, error = None, None
+                result, error, prompt = None, None, None
                 try:
                     await asyncio.to_thread(self._turn_started, batch)
-                    context = await self._context_async()
-                    result = await self.agent.ainvoke(self._input(batch, context), self._config)
+                    prompt = self._prompt_for(batch, await self._context_async())
+                    config = self._config_for(batch)
+                    result = await self.agent.ainvoke(self._make_input(prompt), config)
                 except Exception as exc:
                     error = exc
                     _log.warning("mention responder: the agent failed: %r", exc)
-                self._finish(batch, result, error)
+                self._finish(batch, result, error, prompt)
                 await asyncio.to_thread(self._turn_finished, batch)
 
     async def _context_async(self) -> list[ChatFrame]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -77,6 +78,7 @@ class OfflineChatModel(BaseChatModel):
         tool_choice: str | None = None,
         **kwargs: Any,
     ) -> Runnable[LanguageModelInput, AIMessage]:
+        """Remember the tools' names; the rules call only those."""
         names = [convert_to_openai_tool(t)["function"]["name"] for t in tools]
         return self.model_copy(update={"tool_names": names})
 
@@ -95,7 +97,17 @@ class OfflineChatModel(BaseChatModel):
         return ChatResult(generations=[ChatGeneration(message=message)])
 
     def _call(self, name: str, args: dict[str, Any], n: int) -> ToolCall:
-        return ToolCall(name=name, args=args, id=f"offline_{name}_{n}", type="tool_call")
+        name = self._bound_name(name)
+        # Unique, as an LLM's are: a log pairs each result with its call by this id.
+        call_id = f"call_{uuid.uuid4().hex[:10]}"
+        return ToolCall(name=name, args=args, id=call_id, type="tool_call")
+
+    def _bound_name(self, base: str) -> str:
+        """The bound tool's name for ``base`` (a toolkit's ``name_prefix`` may prefix it)."""
+        for name in self.tool_names:
+            if name == base or name.endswith(base):
+                return name
+        return base
 
     def _decide(self, messages: list[BaseMessage]) -> AIMessage:
         last_human = max(
@@ -103,14 +115,14 @@ class OfflineChatModel(BaseChatModel):
         )
         request = str(messages[last_human].content) if last_human >= 0 else ""
         since = messages[last_human + 1 :]
-        results = {m.name: m for m in since if isinstance(m, ToolMessage)}
+        results = {_base_name(m.name): m for m in since if isinstance(m, ToolMessage)}
         step = sum(1 for m in since if isinstance(m, AIMessage))
         if "were mentioned" in request:
             return self._on_mention(request, results, step)
         return self._on_request(request, results, step)
 
     def _can(self, name: str) -> bool:
-        return not self.tool_names or name in self.tool_names
+        return not self.tool_names or any(t == name or t.endswith(name) for t in self.tool_names)
 
     def _on_mention(
         self, request: str, results: dict[str | None, ToolMessage], step: int
@@ -173,6 +185,14 @@ class OfflineChatModel(BaseChatModel):
         ]
         summary = "; ".join(found) + "." if found else "Done."
         return AIMessage(content=f"{summary} {OFFLINE_NOTICE}")
+
+
+_BASE_NAMES = ("check_notifications", "read_town_square", "post_chat", "ack_notification")
+
+
+def _base_name(name: str | None) -> str | None:
+    """A MoltCities tool's name without a toolkit's prefix."""
+    return next((b for b in _BASE_NAMES if name and name.endswith(b)), name)
 
 
 def _notifications(message: ToolMessage | None) -> list[dict[str, Any]]:

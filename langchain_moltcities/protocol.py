@@ -234,6 +234,7 @@ class NotificationFrame(_Frame):
 
     @property
     def is_mention(self) -> bool:
+        """Whether this notification is an @mention (documented or live event names)."""
         return self.event_type in MENTION_EVENT_TYPES
 
     @property
@@ -310,6 +311,7 @@ class NotificationFrame(_Frame):
 
     @property
     def subject(self) -> str | None:
+        """A subject or job title, if the event has one."""
         return _str(self.data.get("subject")) or _str(self.data.get("job_title"))
 
     @property
@@ -332,20 +334,27 @@ class NotificationFrame(_Frame):
 
     @property
     def created(self) -> datetime | None:
+        """``created_at`` as a datetime (None if absent or unreadable)."""
         return parse_timestamp(self.created_at)
 
 
 class PongFrame(_Frame):
+    """The server's answer to a ``ping``."""
+
     type: Literal["pong"] = "pong"
     timestamp: int | None = None
 
 
 class SubscribedFrame(_Frame):
+    """The server's echo of a ``subscribe``: the event types now subscribed."""
+
     type: Literal["subscribed"] = "subscribed"
     events: list[str] = Field(default_factory=list)
 
 
 class ErrorFrame(_Frame):
+    """An error the server reports on the socket (``code``, ``message``)."""
+
     type: Literal["error"] = "error"
     code: int | None = None
     message: str | None = None
@@ -364,22 +373,28 @@ class ChatFrame(_Frame):
 
     @property
     def sender_id(self) -> str | None:
+        """The author's agent id."""
         return self.agent_id
 
     @property
     def sender_name(self) -> str | None:
+        """The author's handle, else display name."""
         return self.agent_handle or self.agent_name
 
     @property
     def text(self) -> str:
+        """The message text."""
         return self.message
 
     @property
     def created(self) -> datetime | None:
+        """``created_at`` as a datetime (None if absent or unreadable)."""
         return parse_timestamp(self.created_at)
 
 
 class PresenceAgent(_Frame):
+    """Who joined or left the Town Square."""
+
     id: str | None = None
     handle: str | None = None
 
@@ -519,15 +534,21 @@ def _summarise(exc: Exception) -> str:
 
 
 class PingFrame(_Frame):
+    """Client ``ping`` (keeps the server's idle timer happy)."""
+
     type: Literal["ping"] = "ping"
 
 
 class AckFrame(_Frame):
+    """Client ``ack`` of one notification id."""
+
     type: Literal["ack"] = "ack"
     notification_id: str
 
 
 class SubscribeFrame(_Frame):
+    """Client ``subscribe`` to event types."""
+
     type: Literal["subscribe"] = "subscribe"
     events: list[str]
 
@@ -567,6 +588,8 @@ def parse_client_frame(data: str | bytes) -> ClientFrame | None:
 
 
 class RestAgent(_Frame):
+    """An agent as REST answers name it (id, handle or slug, name)."""
+
     id: str | None = None
     name: str | None = None
     handle: str | None = None
@@ -600,11 +623,15 @@ class RestChatMessage(_Frame):
 
 
 class ChatPostResponse(_Frame):
+    """The answer to ``POST /api/chat``."""
+
     success: bool = True
     message: RestChatMessage
 
 
 class ChatHistory(_Frame):
+    """The answer to ``GET /api/chat``: messages, oldest first."""
+
     messages: list[RestChatMessage] = Field(default_factory=list)
     latest: str | None = None
     count: int | None = None
@@ -629,6 +656,8 @@ class RestNotification(_Frame):
 
 
 class NotificationsPage(_Frame):
+    """The answer to ``GET /api/notifications``."""
+
     notifications: list[RestNotification] = Field(default_factory=list)
     unread_count: int | None = None
     count: int | None = None
@@ -643,8 +672,11 @@ class MeAgent(_Frame):
 
 
 class MeResponse(_Frame):
+    """The answer to ``GET /api/me``."""
+
     agent: MeAgent
 
     @property
     def handle(self) -> str | None:
+        """The agent's handle (or slug)."""
         return self.agent.handle or self.agent.slug

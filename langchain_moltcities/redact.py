@@ -43,9 +43,11 @@ class RedactingLogger(logging.LoggerAdapter[logging.Logger]):
         self._secrets = tuple(s for s in secrets if s)
 
     def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, Any]:
+        """Pass records through; redaction happens in :meth:`log`."""
         return msg, kwargs
 
     def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        """Log with every secret redacted from the message and arguments."""
         if not self.isEnabledFor(level):
             return
         try:

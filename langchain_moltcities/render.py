@@ -105,21 +105,26 @@ class Fence:
 
     @property
     def open(self) -> str:
+        """The opening marker."""
         return UNTRUSTED_OPEN.format(nonce=self.nonce)
 
     @property
     def close(self) -> str:
+        """The closing marker."""
         return UNTRUSTED_CLOSE.format(nonce=self.nonce)
 
     @property
     def note(self) -> str:
+        """The sentence telling the LLM what the markers mean."""
         return UNTRUSTED_NOTE.format(nonce=self.nonce)
 
     def wrap(self, lines: Iterable[str]) -> str:
+        """``lines`` between the markers, one string."""
         return "\n".join([self.open, *lines, self.close])
 
 
 def new_fence() -> Fence:
+    """A fence with a fresh random nonce (which a message can't guess)."""
     return Fence(secrets.token_hex(3))
 
 
@@ -234,7 +239,8 @@ def chat_lines(frames: Sequence[ChatFrame], max_chars: int = DEFAULT_TEXT_CHARS)
 
 
 def presence_summary(events: Sequence[PresenceFrame], online: int | None) -> str | None:
-    """``joined @a, @b; left @c; 12 online`` or None when nothing happened."""
+    """``joined @a, @b; left @c; 12 online``; None only when there are no events and the
+    count is unknown (a bare ``12 online`` is not news: callers decide whether to show it)."""
     groups: dict[str, list[str]] = {}
     for ev in events:
         who = _who(ev.agent.handle, None) if ev.agent.handle else (ev.agent.id or "someone")
@@ -296,6 +302,7 @@ def notification_record(frame: NotificationFrame) -> dict[str, Any]:
 
 
 def chat_record(frame: ChatFrame) -> dict[str, Any]:
+    """A chat message as a plain, JSON-ready dict (the tools' artifact)."""
     return {
         "id": frame.id,
         "created_at": frame.created_at,
@@ -307,6 +314,7 @@ def chat_record(frame: ChatFrame) -> dict[str, Any]:
 
 
 def presence_record(frame: PresenceFrame) -> dict[str, Any]:
+    """A presence change as a plain, JSON-ready dict (the tools' artifact)."""
     return {
         "event": frame.event,
         "agent_id": frame.agent.id,

@@ -98,14 +98,17 @@ class Residents:
             self._on_action(action)
 
     def chat(self, who: str, text: str, kind: str = "chat") -> None:
+        """``who`` says ``text`` in the Town Square."""
         self._post(who, "/api/chat", {"message": text})
         self._did(who, kind, text)
 
     def message(self, who: str, subject: str, body: str) -> None:
+        """``who`` sends the target agent a message."""
         self._post(who, f"/api/agents/{self.target}/message", {"subject": subject, "body": body})
         self._did(who, "message", f"[{subject}] {body}")
 
     def sign_guestbook(self, who: str, text: str) -> None:
+        """``who`` signs the target agent's guestbook."""
         self._post(who, f"/api/sites/{self.target}/guestbook", {"message": text})
         self._did(who, "guestbook", text)
 
@@ -121,10 +124,12 @@ class Residents:
         return self._job_id
 
     def apply(self, who: str, proposal: str) -> None:
+        """``who`` applies to the target agent's job."""
         self._post(who, f"/api/jobs/{self.post_target_job()}/apply", {"proposal": proposal})
         self._did(who, "apply", proposal)
 
     def set_job_status(self, who: str, status: str) -> None:
+        """``who`` moves the target agent's job to ``status``."""
         self._post(who, f"/api/jobs/{self.post_target_job()}/status", {"status": status})
         self._did(who, "job_status", status)
 
@@ -180,6 +185,7 @@ class Residents:
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> Residents:
+        """Start acting on a background thread."""
         self._t0 = time.monotonic()
         self.post_target_job()
         if self._echo_enabled:
@@ -194,6 +200,7 @@ class Residents:
         return self
 
     def stop(self) -> None:
+        """Stop acting and wait for the thread."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(10)

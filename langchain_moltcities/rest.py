@@ -21,6 +21,7 @@ from langchain_moltcities.errors import (
     AuthenticationError,
     InvalidArgumentError,
     MoltCitiesError,
+    NetworkError,
     RateLimitError,
 )
 from langchain_moltcities.protocol import (
@@ -74,11 +75,13 @@ class RestApi:
         )
 
     async def aclose(self) -> None:
+        """Close the HTTP connection pool."""
         await self._http.aclose()
 
     # ------------------------------------------------------------------ endpoints
 
     async def post_chat(self, message: str) -> ChatFrame:
+        """``POST /api/chat``: the posted message."""
         text = message.strip()
         if not text:
             raise InvalidArgumentError("chat message is empty; write 1 to 500 characters")
@@ -92,6 +95,7 @@ class RestApi:
         return self._model(ChatPostResponse, body, "POST /api/chat").message.to_chat()
 
     async def chat_history(self, after: str | None = None, limit: int | None = None) -> ChatHistory:
+        """``GET /api/chat``: messages after ``after``, oldest first."""
         params: dict[str, Any] = {}
         if after:
             params["after"] = after
@@ -111,6 +115,7 @@ class RestApi:
     async def list_notifications(
         self, *, unread: bool = True, limit: int | None = None, since: str | None = None
     ) -> NotificationsPage:
+        """``GET /api/notifications``: one page."""
         params: dict[str, Any] = {}
         if unread:
             params["unread"] = "true"
@@ -128,6 +133,7 @@ class RestApi:
         return page
 
     async def mark_read(self, notification_id: str) -> None:
+        """``POST /api/notifications/{id}/read``."""
         await self._request("POST", f"/api/notifications/{path_segment(notification_id)}/read")
 
     async def mark_read_many(self, ids: list[str]) -> None:
@@ -137,6 +143,7 @@ class RestApi:
         await self._request("POST", "/api/notifications/read", json={"ids": ids})
 
     async def me(self) -> MeResponse:
+        """``GET /api/me``."""
         body = await self._request("GET", "/api/me")
         return self._model(MeResponse, body, "GET /api/me")
 
@@ -162,15 +169,15 @@ class RestApi:
             async with asyncio.timeout(self._timeout):
                 status, reason, headers, content = await self._exchange(method, path, **kwargs)
         except (TimeoutError, httpx.TimeoutException):
-            raise MoltCitiesError(
-                f"{what} took longer than {self._timeout:g} s in total; the server is slow or "
-                "unreachable, try again later"
+            raise NetworkError(
+                self._url(path),
+                f"took longer than {self._timeout:g} s in total",
+                method=method,
+                timed_out=True,
             ) from None
         except httpx.HTTPError as exc:
             detail = redact(str(exc) or type(exc).__name__, [self._key.get_secret_value()])
-            raise MoltCitiesError(
-                f"{what} failed: {sanitize(detail, 300)}; check base_url and the network"
-            ) from None
+            raise NetworkError(self._url(path), sanitize(detail, 300), method=method) from None
         if 300 <= status < 400:
             # Never followed: a redirect could carry the Authorization header anywhere.
             where = headers.get("location")
@@ -192,6 +199,10 @@ class RestApi:
                     hint="Check base_url: it should point at a MoltCities server.",
                 ) from None
         raise self._error(status, reason, headers, content, what)
+
+    def _url(self, path: str) -> str:
+        """The full URL of ``path`` for error messages (never holds the key)."""
+        return redact(str(self._http.base_url.join(path)), [self._key.get_secret_value()])
 
     async def _exchange(
         self, method: str, path: str, **kwargs: Any

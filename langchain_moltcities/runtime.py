@@ -56,13 +56,16 @@ class LoopRunner:
 
     @property
     def thread(self) -> threading.Thread | None:
+        """The loop thread, while running."""
         return self._thread
 
     @property
     def closed(self) -> bool:
+        """Whether the runtime was closed."""
         return self._closed
 
     def in_loop_thread(self) -> bool:
+        """Whether the caller runs on the loop thread."""
         return self._thread is not None and threading.current_thread() is self._thread
 
     # ------------------------------------------------------------------ lifecycle

@@ -71,6 +71,7 @@ class ClientStatus(BaseModel):
     @computed_field  # type: ignore[prop-decorator]
     @property
     def connected(self) -> bool:
+        """Whether every channel is connected."""
         return bool(self.channels) and all(c.state == "connected" for c in self.channels.values())
 
 

@@ -45,11 +45,13 @@ class SubscriptionState:
     allowed: frozenset[str] | None = field(default=None, repr=False)
 
     def want(self, events: Iterable[str]) -> None:
+        """The agent asked for these event types (the server's echo is awaited)."""
         self.wanted = list(events)
         self.echoed = None
         self.allowed = frozenset(expand_event_types(self.wanted))
 
     def echo(self, events: Iterable[str]) -> None:
+        """The server confirmed these event types."""
         self.echoed = list(events)
 
     @property

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from langchain_core.tools import BaseTool, BaseToolkit, ToolException
+from langchain_core.tools.base import ArgsSchema
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.v1 import ValidationError as ValidationErrorV1
 
 from langchain_moltcities.client import KNOWN_EVENT_TYPES, ChannelStatus, MoltCitiesClient
+from langchain_moltcities.coldstart import first_read, first_read_pending
 from langchain_moltcities.errors import (
     ApiError,
     AuthenticationError,
@@ -27,6 +30,7 @@ from langchain_moltcities.errors import (
     RateLimitError,
 )
 from langchain_moltcities.keyguard import carries_key
+from langchain_moltcities.limits import StrictArgs, between, length_between
 from langchain_moltcities.protocol import ChatFrame, NotificationFrame, PresenceFrame
 from langchain_moltcities.render import (
     chat_lines,
@@ -38,6 +42,7 @@ from langchain_moltcities.render import (
     notification_record,
     presence_record,
     presence_summary,
+    sanitize,
 )
 from langchain_moltcities.restcheck import check_chat_text
 
@@ -52,6 +57,10 @@ __all__ = [
 ]
 
 MAX_CHAT_CHARS = 500
+_PREFIX = re.compile(r"[A-Za-z0-9_-]{1,32}")
+_BASE_NAMES = re.compile(
+    r"\b(check_notifications|read_town_square|post_chat|ack_notification|set_subscriptions)\b"
+)
 
 
 def explain_validation_error(error: ValidationError | ValidationErrorV1) -> str:
@@ -104,23 +113,61 @@ class _MoltCitiesTool(BaseTool):
 
     client: MoltCitiesClient = Field(exclude=True, repr=False)
     """The one client every tool of a toolkit shares."""
+    name_prefix: str = ""
+    """Put before this tool's name and the tool names its texts refer to (e.g.
+    ``"moltcities_"``), so two toolkits in one agent cannot collide."""
     response_format: Literal["content", "content_and_artifact"] = "content_and_artifact"
     handle_tool_error: bool | str | Callable[[ToolException], Any] | None = True
     handle_validation_error: (
         bool | str | Callable[[ValidationError | ValidationErrorV1], str] | None
     ) = explain_validation_error
 
-    def _started_channel(self, channel: str) -> ChannelStatus | None:
-        """One status snapshot of ``channel``, starting the client first if it isn't running
-        (reads come from the buffers, which fill only once it runs)."""
+    first_read_wait: float = 3.0
+    """Seconds the first read of a client may wait for its connection and the server's
+    redelivery of queued notifications (0: never wait; the output then says to look again)."""
+
+    @property
+    def tool_call_schema(self) -> ArgsSchema:
+        """The args schema itself (no injected arguments to hide), so its JSON schema is
+        exactly what strict tool calling checks; the base class would rebuild it, defaults
+        and all. A subclass with another kind of schema gets the base class's answer."""
+        schema = self.args_schema
+        if isinstance(schema, type) and issubclass(schema, StrictArgs):
+            return schema
+        return super().tool_call_schema
+
+    @model_validator(mode="after")
+    def _apply_prefix(self) -> _MoltCitiesTool:
+        prefix = self.name_prefix
+        if prefix and not self.name.startswith(prefix):
+            if not _PREFIX.fullmatch(prefix):
+                raise ValueError("name_prefix takes letters, digits, '_' and '-' (e.g. 'mc_')")
+            self.name = prefix + self.name
+            self.description = _BASE_NAMES.sub(lambda m: prefix + m.group(0), self.description)
+        return self
+
+    def _ref(self, tool: str) -> str:
+        """The name another tool of the same toolkit goes by."""
+        return self.name_prefix + tool
+
+    def _started_channel(self, channel: str) -> tuple[ChannelStatus | None, str | None]:
+        """One status snapshot of ``channel`` and a cold-start note for the agent (or None),
+        starting the client first if it isn't running (reads come from the buffers, which
+        fill only once it runs)."""
         status = self.client.status()
-        if not status.started:
+        started_here = not status.started
+        if started_here:
             try:
                 self.client.start()
             except MoltCitiesError as exc:
                 raise _tool_error(exc) from None
-            status = self.client.status()
-        return status.channels.get(channel)
+        first = first_read(self.client, channel, self.first_read_wait, started_here=started_here)
+        return self.client.status().channels.get(channel), first.note(self.name)
+
+    def _may_block(self, channel: str) -> bool:
+        """Whether a read would block (starting the client, or its first read's wait): the
+        async face then reads on a worker thread, never on the caller's loop."""
+        return not self.client.status().started or first_read_pending(self.client, channel)
 
     def _channel_state(self, channel: str) -> str:
         ch = self.client.status().channels.get(channel)
@@ -137,17 +184,62 @@ def _state_lines(name: str, ch: ChannelStatus | None) -> list[str]:
 # --------------------------------------------------------------------------- check_notifications
 
 
-class CheckNotificationsInput(BaseModel):
+class CheckNotificationsInput(StrictArgs):
     event_types: list[str] | None = Field(
         None,
         description="Only these event types (e.g. ['mention', 'inbox.message']); "
-        f"omit for all. Known: {', '.join(KNOWN_EVENT_TYPES)}.",
+        f"null for all. Known: {', '.join(KNOWN_EVENT_TYPES)}.",
     )
-    limit: int = Field(20, ge=1, le=100, description="Most notifications to return (1-100).")
+    limit: Annotated[int, between(1, 100)] = Field(
+        20,
+        description="Most notifications to return, 1-100 (20 is a good default).",
+    )
 
 
 class CheckNotificationsTool(_MoltCitiesTool):
-    """New notifications: messages, guestbook entries, job events and @mentions."""
+    """New notifications: messages, guestbook entries, job events and @mentions.
+
+    Setup:
+        ``pip install langchain-moltcities`` and set ``MOLTCITIES_API_KEY``. Get the tool from
+        :class:`MoltCitiesToolkit` (it shares one client among the five tools).
+
+    Key init args:
+        client: the shared :class:`~langchain_moltcities.MoltCitiesClient`.
+        name_prefix: put before the tool's name (``"moltcities_"``).
+
+    Instantiate:
+        .. code-block:: python
+
+            from langchain_moltcities import MoltCitiesToolkit
+
+            tools = {t.name: t for t in MoltCitiesToolkit().get_tools()}
+            tool = tools["check_notifications"]
+
+    Invoke with args:
+        .. code-block:: python
+
+            # unread mentions, oldest first
+            tool.invoke({"event_types": ["mention"], "limit": 10})
+
+    Invoke with a ToolCall:
+        .. code-block:: python
+
+            message = tool.invoke(
+                {
+                    "name": "check_notifications",
+                    "args": {"event_types": ["mention"], "limit": 10},
+                    "id": "call_1",
+                    "type": "tool_call",
+                }
+            )  # a ToolMessage; message.artifact holds the structured records
+
+    Use within an agent:
+        .. code-block:: python
+
+            from langchain.agents import create_agent
+
+            agent = create_agent("openai:gpt-4o-mini", MoltCitiesToolkit().get_tools())
+    """
 
     name: str = "check_notifications"
     description: str = (
@@ -160,13 +252,13 @@ class CheckNotificationsTool(_MoltCitiesTool):
     args_schema: type[BaseModel] = CheckNotificationsInput
 
     def _render(self, event_types: list[str] | None, limit: int) -> tuple[str, dict[str, Any]]:
-        ch = self._started_channel("personal")
+        ch, cold = self._started_channel("personal")
         try:
             result = self.client.read_notifications(limit=limit, event_types=event_types)
         except MoltCitiesError as exc:
             raise _tool_error(exc) from None
         items: list[NotificationFrame] = result.items
-        lines = _state_lines("personal", ch)
+        lines = [cold] if cold else _state_lines("personal", ch)
         if warning := self.client.status().mention_warning:
             lines.append(f"Warning: {warning}.")
         if items:
@@ -179,11 +271,11 @@ class CheckNotificationsTool(_MoltCitiesTool):
                     f"Re-delivered (shown to you before a restart, never acknowledged; handle "
                     f"each unless you already did): {again}."
                 )
-            lines.append("Acknowledge handled ones with ack_notification.")
+            lines.append(f"Acknowledge handled ones with {self._ref('ack_notification')}.")
         else:
             lines.append("No new notifications.")
         if result.remaining:
-            lines.append(f"{result.remaining} more waiting: call check_notifications again.")
+            lines.append(f"{result.remaining} more waiting: call {self.name} again.")
         if result.dropped:
             lines.append(f"{result.dropped} older notification(s) were dropped (buffer full).")
         artifact = {
@@ -204,7 +296,7 @@ class CheckNotificationsTool(_MoltCitiesTool):
     async def _arun(
         self, event_types: list[str] | None = None, limit: int = 20, **_: Any
     ) -> tuple[str, dict[str, Any]]:
-        if not self.client.status().started:  # starting blocks briefly: not on the caller's loop
+        if self._may_block("personal"):
             return await asyncio.to_thread(self._render, event_types, limit)
         # Reading a buffer is a quick, lock-guarded copy: no need for a thread hop.
         return self._render(event_types, limit)
@@ -213,12 +305,57 @@ class CheckNotificationsTool(_MoltCitiesTool):
 # --------------------------------------------------------------------------- read_town_square
 
 
-class ReadTownSquareInput(BaseModel):
-    limit: int = Field(30, ge=1, le=200, description="Most chat messages to return (1-200).")
+class ReadTownSquareInput(StrictArgs):
+    limit: Annotated[int, between(1, 200)] = Field(
+        30,
+        description="Most chat messages to return, 1-200 (30 is a good default).",
+    )
 
 
 class ReadTownSquareTool(_MoltCitiesTool):
-    """Town Square chat (and who came and went) not read yet."""
+    """Town Square chat (and who came and went) not read yet.
+
+    Setup:
+        ``pip install langchain-moltcities`` and set ``MOLTCITIES_API_KEY``. Get the tool from
+        :class:`MoltCitiesToolkit` (it shares one client among the five tools).
+
+    Key init args:
+        client: the shared :class:`~langchain_moltcities.MoltCitiesClient`.
+        name_prefix: put before the tool's name (``"moltcities_"``).
+
+    Instantiate:
+        .. code-block:: python
+
+            from langchain_moltcities import MoltCitiesToolkit
+
+            tools = {t.name: t for t in MoltCitiesToolkit().get_tools()}
+            tool = tools["read_town_square"]
+
+    Invoke with args:
+        .. code-block:: python
+
+            # unread chat and a presence summary
+            tool.invoke({"limit": 30})
+
+    Invoke with a ToolCall:
+        .. code-block:: python
+
+            message = tool.invoke(
+                {
+                    "name": "read_town_square",
+                    "args": {"limit": 30},
+                    "id": "call_1",
+                    "type": "tool_call",
+                }
+            )  # a ToolMessage; message.artifact holds the structured records
+
+    Use within an agent:
+        .. code-block:: python
+
+            from langchain.agents import create_agent
+
+            agent = create_agent("openai:gpt-4o-mini", MoltCitiesToolkit().get_tools())
+    """
 
     name: str = "read_town_square"
     description: str = (
@@ -229,7 +366,7 @@ class ReadTownSquareTool(_MoltCitiesTool):
     args_schema: type[BaseModel] = ReadTownSquareInput
 
     def _render(self, limit: int) -> tuple[str, dict[str, Any]]:
-        ch = self._started_channel("town-square")
+        ch, cold = self._started_channel("town-square")
         try:
             chats = self.client.read_town_square(limit=limit, kinds=["chat"])
             # Presence is summarised, not listed, so it never crowds out chat.
@@ -239,23 +376,25 @@ class ReadTownSquareTool(_MoltCitiesTool):
         messages = [c for c in chats.items if isinstance(c, ChatFrame)]
         moves = [p for p in presence.items if isinstance(p, PresenceFrame)]
         online_count = ch.online_count if ch else None
-        lines = _state_lines("town-square", ch)
+        lines = [cold] if cold else _state_lines("town-square", ch)
         gaps = self.client.chat_gaps(unreported=True)
         lines += [gap.describe() for gap in gaps]
-        fence = new_fence()
-        summary = presence_summary(moves, online_count)
+        # A bare head count is no news: it goes on the one "nothing new" line, unfenced.
+        summary = presence_summary(moves, online_count) if messages or moves else None
         if messages or summary:
+            fence = new_fence()
             lines.append(f"{len(messages)} new chat message(s), times UTC. {fence.note}")
             body = chat_lines(messages)
             if summary:
                 body.append(f"Presence: {summary}")
             lines.append(fence.wrap(body))
         else:
-            lines.append("No new Town Square messages.")
+            online = f" ({online_count} online)" if online_count is not None else ""
+            lines.append(f"No new Town Square messages{online}.")
         # Presence is always read whole: what waits is chat.
         remaining, dropped = chats.remaining, chats.dropped + presence.dropped
         if remaining:
-            lines.append(f"{remaining} more waiting: call read_town_square again.")
+            lines.append(f"{remaining} more waiting: call {self.name} again.")
         if dropped:
             lines.append(f"{dropped} older event(s) were dropped (buffer full).")
         artifact = {
@@ -273,7 +412,7 @@ class ReadTownSquareTool(_MoltCitiesTool):
         return self._render(limit)
 
     async def _arun(self, limit: int = 30, **_: Any) -> tuple[str, dict[str, Any]]:
-        if not self.client.status().started:
+        if self._may_block("town-square"):
             return await asyncio.to_thread(self._render, limit)
         return self._render(limit)
 
@@ -281,18 +420,59 @@ class ReadTownSquareTool(_MoltCitiesTool):
 # --------------------------------------------------------------------------- post_chat
 
 
-class PostChatInput(BaseModel):
-    # No max_length here: the server counts after trimming, and so does _check.
-    message: str = Field(
+class PostChatInput(StrictArgs):
+    # No upper bound here: the server counts after trimming, and so does _check.
+    message: Annotated[str, length_between(1, None)] = Field(
         ...,
-        min_length=1,
         description="What to say in the Town Square, 1-500 characters. Mention an agent "
         "with @handle.",
     )
 
 
 class PostChatTool(_MoltCitiesTool):
-    """Say something in the Town Square."""
+    """Say something in the Town Square (1-500 characters).
+
+    Setup:
+        ``pip install langchain-moltcities`` and set ``MOLTCITIES_API_KEY``. Get the tool from
+        :class:`MoltCitiesToolkit` (it shares one client among the five tools).
+
+    Key init args:
+        client: the shared :class:`~langchain_moltcities.MoltCitiesClient`.
+        name_prefix: put before the tool's name (``"moltcities_"``).
+
+    Instantiate:
+        .. code-block:: python
+
+            from langchain_moltcities import MoltCitiesToolkit
+
+            tools = {t.name: t for t in MoltCitiesToolkit().get_tools()}
+            tool = tools["post_chat"]
+
+    Invoke with args:
+        .. code-block:: python
+
+            # the posted message's id
+            tool.invoke({"message": "hello @bob"})
+
+    Invoke with a ToolCall:
+        .. code-block:: python
+
+            message = tool.invoke(
+                {
+                    "name": "post_chat",
+                    "args": {"message": "hello @bob"},
+                    "id": "call_1",
+                    "type": "tool_call",
+                }
+            )  # a ToolMessage; message.artifact holds the structured records
+
+    Use within an agent:
+        .. code-block:: python
+
+            from langchain.agents import create_agent
+
+            agent = create_agent("openai:gpt-4o-mini", MoltCitiesToolkit().get_tools())
+    """
 
     name: str = "post_chat"
     description: str = (
@@ -345,11 +525,10 @@ class PostChatTool(_MoltCitiesTool):
 # --------------------------------------------------------------------------- ack_notification
 
 
-class AckNotificationInput(BaseModel):
+class AckNotificationInput(StrictArgs):
     notification_id: str | list[str] = Field(
         ...,
-        description="The id of a notification you handled (as shown by check_notifications), "
-        "or a list of such ids.",
+        description="The id of a notification you handled, or a list of 1-100 such ids.",
     )
 
     @model_validator(mode="after")
@@ -368,7 +547,49 @@ class AckNotificationInput(BaseModel):
 
 
 class AckNotificationTool(_MoltCitiesTool):
-    """Mark notifications as handled so the server stops redelivering them."""
+    """Mark notifications as handled so the server stops redelivering them.
+
+    Setup:
+        ``pip install langchain-moltcities`` and set ``MOLTCITIES_API_KEY``. Get the tool from
+        :class:`MoltCitiesToolkit` (it shares one client among the five tools).
+
+    Key init args:
+        client: the shared :class:`~langchain_moltcities.MoltCitiesClient`.
+        name_prefix: put before the tool's name (``"moltcities_"``).
+
+    Instantiate:
+        .. code-block:: python
+
+            from langchain_moltcities import MoltCitiesToolkit
+
+            tools = {t.name: t for t in MoltCitiesToolkit().get_tools()}
+            tool = tools["ack_notification"]
+
+    Invoke with args:
+        .. code-block:: python
+
+            # ids never received are reported as unknown
+            tool.invoke({"notification_id": ["notif_abc"]})
+
+    Invoke with a ToolCall:
+        .. code-block:: python
+
+            message = tool.invoke(
+                {
+                    "name": "ack_notification",
+                    "args": {"notification_id": ["notif_abc"]},
+                    "id": "call_1",
+                    "type": "tool_call",
+                }
+            )  # a ToolMessage; message.artifact holds the structured records
+
+    Use within an agent:
+        .. code-block:: python
+
+            from langchain.agents import create_agent
+
+            agent = create_agent("openai:gpt-4o-mini", MoltCitiesToolkit().get_tools())
+    """
 
     name: str = "ack_notification"
     description: str = (
@@ -385,44 +606,105 @@ class AckNotificationTool(_MoltCitiesTool):
             else [str(i) for i in notification_id]
         )
 
-    def _done(self, ids: list[str]) -> tuple[str, dict[str, Any]]:
+    def _split(self, notification_id: str | Sequence[str]) -> tuple[list[str], list[str]]:
+        """(ids this client received, ids it never saw); none known is an error to the agent."""
+        ids = self._ids(notification_id)
+        unknown = self.client.unknown_notifications(ids)
+        if len(unknown) == len(ids):
+            if self._channel_state("personal") in ("failed", "displaced", "closed", "absent"):
+                return ids, []  # the client's own error (the key, closed) says more than this
+            raise ToolException(
+                f"Unknown notification id(s): {_quoted(unknown)}. Nothing was acknowledged: "
+                f"use the ids {self._ref('check_notifications')} shows, and try again."
+            )
+        return [i for i in ids if i not in unknown], unknown
+
+    def _done(self, ids: list[str], unknown: list[str]) -> tuple[str, dict[str, Any]]:
         state = self._channel_state("personal")
         when = "" if state == "connected" else " (queued: sent when the connection is back)"
-        return f"Acknowledged {len(ids)} notification(s): {', '.join(ids)}{when}.", {
-            "acknowledged": ids,
-            "connection": state,
-        }
+        text = f"Acknowledged {len(ids)} notification(s): {', '.join(ids)}{when}."
+        if unknown:
+            text += f" Unknown id(s), not acknowledged: {_quoted(unknown)}."
+        return text, {"acknowledged": ids, "unknown": unknown, "connection": state}
 
     def _run(self, notification_id: str | list[str], **_: Any) -> tuple[str, dict[str, Any]]:
-        ids = self._ids(notification_id)
+        ids, unknown = self._split(notification_id)
         try:
             self.client.ack(ids)
         except MoltCitiesError as exc:
             raise _tool_error(exc) from None
-        return self._done(ids)
+        return self._done(ids, unknown)
 
     async def _arun(self, notification_id: str | list[str], **_: Any) -> tuple[str, dict[str, Any]]:
-        ids = self._ids(notification_id)
+        ids, unknown = self._split(notification_id)
         try:
             await self.client.aack(ids)
         except MoltCitiesError as exc:
             raise _tool_error(exc) from None
-        return self._done(ids)
+        return self._done(ids, unknown)
+
+
+def _quoted(ids: Sequence[str]) -> str:
+    """Ids the agent gave, shown back short and clean (they could be anything)."""
+    shown = ", ".join(repr(sanitize(i, 40)) for i in ids[:10])
+    return shown + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
 
 
 # --------------------------------------------------------------------------- set_subscriptions
 
 
-class SetSubscriptionsInput(BaseModel):
-    events: list[str] = Field(
+class SetSubscriptionsInput(StrictArgs):
+    events: Annotated[list[str], length_between(1, 100, "event type")] = Field(
         ...,
-        min_length=1,
-        description=f"Event types to receive live. Known: {', '.join(KNOWN_EVENT_TYPES)}.",
+        description="Event types to receive live (at least one). Known: "
+        f"{', '.join(KNOWN_EVENT_TYPES)}.",
     )
 
 
 class SetSubscriptionsTool(_MoltCitiesTool):
-    """Choose which notification types arrive."""
+    """Choose which notification types arrive.
+
+    Setup:
+        ``pip install langchain-moltcities`` and set ``MOLTCITIES_API_KEY``. Get the tool from
+        :class:`MoltCitiesToolkit` (it shares one client among the five tools).
+
+    Key init args:
+        client: the shared :class:`~langchain_moltcities.MoltCitiesClient`.
+        name_prefix: put before the tool's name (``"moltcities_"``).
+
+    Instantiate:
+        .. code-block:: python
+
+            from langchain_moltcities import MoltCitiesToolkit
+
+            tools = {t.name: t for t in MoltCitiesToolkit().get_tools()}
+            tool = tools["set_subscriptions"]
+
+    Invoke with args:
+        .. code-block:: python
+
+            # the list the server confirmed
+            tool.invoke({"events": ["mention"]})
+
+    Invoke with a ToolCall:
+        .. code-block:: python
+
+            message = tool.invoke(
+                {
+                    "name": "set_subscriptions",
+                    "args": {"events": ["mention"]},
+                    "id": "call_1",
+                    "type": "tool_call",
+                }
+            )  # a ToolMessage; message.artifact holds the structured records
+
+    Use within an agent:
+        .. code-block:: python
+
+            from langchain.agents import create_agent
+
+            agent = create_agent("openai:gpt-4o-mini", MoltCitiesToolkit().get_tools())
+    """
 
     name: str = "set_subscriptions"
     description: str = (
@@ -485,20 +767,58 @@ class SetSubscriptionsTool(_MoltCitiesTool):
 class MoltCitiesToolkit(BaseToolkit):
     """The five MoltCities tools around one shared :class:`MoltCitiesClient`.
 
-    Without a ``client`` one is built from ``MOLTCITIES_API_KEY`` / ``MOLTCITIES_BASE_URL``
-    (and started when a tool first needs it).
+    Setup:
+        ``pip install langchain-moltcities`` and set ``MOLTCITIES_API_KEY`` (and
+        ``MOLTCITIES_BASE_URL`` for another server). Without a ``client`` one is built from
+        them, and started when a tool first needs it.
+
+    Key init args:
+        client: the client the tools share (default: one from the environment).
+        first_read_wait: seconds a fresh client's first read waits for its first news.
+        name_prefix: put before every tool name (``"moltcities_"``), so two toolkits in one
+            agent cannot collide.
+
+    Instantiate:
+        .. code-block:: python
+
+            from langchain_moltcities import MoltCitiesClient, MoltCitiesToolkit
+
+            toolkit = MoltCitiesToolkit(client=MoltCitiesClient())
+            tools = toolkit.get_tools()
+            # check_notifications, read_town_square, post_chat, ack_notification,
+            # set_subscriptions
+
+    Use within an agent:
+        .. code-block:: python
+
+            from langchain.agents import create_agent
+
+            agent = create_agent("openai:gpt-4o-mini", tools)
+            agent.invoke({"messages": [("user", "Anything new on MoltCities?")]})
+
+    Strict tool calling:
+        ``convert_to_openai_tool(tool, strict=True)`` accepts every tool (limits are in the
+        descriptions and enforced by the tools).
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     client: MoltCitiesClient = Field(default_factory=MoltCitiesClient, exclude=True, repr=False)
+    first_read_wait: float = Field(3.0, ge=0)
+    """Seconds the first read of a fresh client waits for the connection and the redelivery of
+    notifications queued while offline (0: don't wait; the tool then says to look again)."""
+    name_prefix: str = ""
+    """Put before every tool name (``"moltcities_"`` gives ``moltcities_check_notifications``),
+    so tools of two toolkits in one agent cannot collide."""
 
     def get_tools(self) -> list[BaseTool]:
-        c = self.client
+        """The five tools, sharing this toolkit's client."""
+        common: dict[str, Any] = {"client": self.client, "name_prefix": self.name_prefix}
+        wait = self.first_read_wait
         return [
-            CheckNotificationsTool(client=c),
-            ReadTownSquareTool(client=c),
-            PostChatTool(client=c),
-            AckNotificationTool(client=c),
-            SetSubscriptionsTool(client=c),
+            CheckNotificationsTool(**common, first_read_wait=wait),
+            ReadTownSquareTool(**common, first_read_wait=wait),
+            PostChatTool(**common),
+            AckNotificationTool(**common),
+            SetSubscriptionsTool(**common),
         ]

@@ -4,7 +4,11 @@ Used by demos, notebooks and the project's own tests; the client never imports i
 Needs the ``server`` extra (Starlette and uvicorn).
 """
 
-from langchain_moltcities.server.runner import AgentInfo, LocalServer
-from langchain_moltcities.server.state import ServerState
+from langchain_moltcities.extras import require_extra
+
+require_extra("server", "The local MoltCities server (langchain_moltcities.server)")
+
+from langchain_moltcities.server.runner import AgentInfo, LocalServer  # noqa: E402
+from langchain_moltcities.server.state import ServerState  # noqa: E402
 
 __all__ = ["AgentInfo", "LocalServer", "ServerState"]

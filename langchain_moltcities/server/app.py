@@ -70,6 +70,7 @@ class Hub:
         self.refuse_status: int | None = None
 
     def apply(self, effects: list[Effect]) -> None:
+        """Carry out what a state change asks for (sends, closes)."""
         for effect in effects:
             conn = self.conns.get(effect.conn_id)
             if conn is None:
@@ -80,6 +81,7 @@ class Hub:
                 conn.outbox.put_nowait(_CloseNow(effect.code, effect.reason))
 
     async def idle_loop(self, interval: float) -> None:
+        """Close idle connections every ``interval`` seconds, until cancelled."""
         while True:
             await asyncio.sleep(interval)
             self.apply(self.state.check_idle())

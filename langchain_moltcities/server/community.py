@@ -24,6 +24,8 @@ from langchain_moltcities.server.state import (
 
 @dataclass
 class Job:
+    """A job posted on the marketplace."""
+
     id: str
     title: str
     description: str
@@ -84,6 +86,7 @@ def post_town_square(
 
 
 def my_sites(state: ServerState, agent: Agent) -> dict[str, Any]:
+    """``GET /api/my/sites``: the agent's own site."""
     return live.my_sites_body(state._profile(agent))
 
 
@@ -114,6 +117,7 @@ def follow_site(
 
 
 def ws_status(state: ServerState) -> dict[str, Any]:
+    """The live server's WebSocket status: connections per channel."""
     town = len(state._sessions_for(TOWN_SQUARE))
     personal = len(state._sessions_for(PERSONAL))
     return {
@@ -147,6 +151,7 @@ def _job_body(job: Job) -> dict[str, Any]:
 
 
 def create_job(state: ServerState, poster: Agent, title: Any, description: Any) -> dict[str, Any]:
+    """``POST /api/jobs``."""
     for label, value in (("title", title), ("description", description)):
         if not isinstance(value, str) or not value.strip():
             raise ApiError(400, f"{label} is required (a non-empty string)")
@@ -159,6 +164,7 @@ def create_job(state: ServerState, poster: Agent, title: Any, description: Any) 
 def apply_job(
     state: ServerState, applicant: Agent, job_id: str, proposal: Any
 ) -> tuple[dict[str, Any], list[Effect]]:
+    """``POST /api/jobs/{id}/apply``: notify the poster."""
     job = _require_job(state, job_id)
     if not isinstance(proposal, str) or not proposal.strip():
         raise ApiError(400, "proposal is required (a non-empty string)")
@@ -176,6 +182,7 @@ def apply_job(
 def set_job_status(
     state: ServerState, agent: Agent, job_id: str, status: Any
 ) -> tuple[dict[str, Any], list[Effect]]:
+    """``POST /api/jobs/{id}/status``: notify the other party."""
     job = _require_job(state, job_id)
     if status not in JOB_STATUSES:
         raise ApiError(400, f"status must be one of: {', '.join(JOB_STATUSES)}")

@@ -41,6 +41,7 @@ class Event:
 def inbox_message(
     mode: Mode, sender: AgentRef, message_id: str, subject: str | None, body: str
 ) -> Event:
+    """The ``inbox.message`` notification, in ``mode``'s dialect."""
     preview = body[:100]
     if mode == "documented":
         return Event(
@@ -88,6 +89,7 @@ def _cut(text: str) -> str:
 def guestbook_entry(
     mode: Mode, author: AgentRef, author_name: str, site_slug: str, entry_id: str, message: str
 ) -> Event:
+    """The ``guestbook.entry`` notification, in ``mode``'s dialect."""
     if mode == "documented":
         return Event(
             "guestbook.entry",
@@ -122,6 +124,7 @@ def guestbook_entry(
 
 
 def mention(mode: Mode, author: AgentRef, message_id: str, text: str) -> Event:
+    """The mention notification (``mention`` or ``mention.chat``), in ``mode``'s dialect."""
     if mode == "documented":
         return Event(
             "mention",
@@ -187,6 +190,7 @@ def job_application(
     attempt_id: str,
     active_workers: int = 1,
 ) -> Event:
+    """The job application notification, in ``mode``'s dialect."""
     if mode == "documented":
         return Event(
             "job.application",

@@ -130,14 +130,17 @@ class FaultProxy:
             self._server = None
 
     def drop_all(self) -> None:
+        """Reset every proxied TCP connection (no close frame)."""
         for pair in list(self._pairs):
             pair.abort()
         self._pairs.clear()
 
     def freeze(self) -> None:
+        """Stop forwarding bytes (a half-open link) until :meth:`thaw`."""
         self._thawed.clear()
 
     def thaw(self) -> None:
+        """Forward bytes again."""
         self._thawed.set()
 
     @property
@@ -146,6 +149,7 @@ class FaultProxy:
 
     @property
     def frozen(self) -> bool:
+        """Whether forwarding is stopped."""
         return not self._thawed.is_set()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

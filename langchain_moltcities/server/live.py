@@ -34,6 +34,7 @@ def sql_time(t: datetime) -> str:
 
 
 def site_url(slug: str) -> str:
+    """The live site URL of ``slug``."""
     return f"https://{slug}.moltcities.org"
 
 
@@ -76,6 +77,7 @@ def chat_agent(agent_id: str, name: str, slug: str | None) -> dict[str, Any]:
 
 
 def chat_item(row: ChatRow) -> dict[str, Any]:
+    """A chat message as the live REST API shows it."""
     return {
         "id": row.id,
         "message": row.message,
@@ -198,6 +200,7 @@ def hourly_limit_body(kind: str, limit: int) -> dict[str, Any]:
 
 
 def is_rest_id(notification_id: str) -> bool:
+    """Whether ``notification_id`` has the form of a live REST id."""
     return notification_id.startswith(("msg_", "gb_", "jc_", "js_"))
 
 
@@ -206,6 +209,8 @@ def is_rest_id(notification_id: str) -> bool:
 
 @dataclass(frozen=True)
 class Profile:
+    """An agent's public profile as the live REST API shows it."""
+
     id: str
     name: str
     slug: str

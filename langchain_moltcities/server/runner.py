@@ -163,22 +163,27 @@ class LocalServer:
 
     @property
     def port(self) -> int:
+        """The public port."""
         return self._port
 
     @property
     def base_url(self) -> str:
+        """``http://host:port``: give it to a client as ``base_url``."""
         return f"http://{self.host}:{self._port}"
 
     @property
     def ws_url(self) -> str:
+        """``ws://host:port``."""
         return f"ws://{self.host}:{self._port}"
 
     @property
     def running(self) -> bool:
+        """Whether the server is listening."""
         return self._loop is not None
 
     @property
     def agents(self) -> dict[str, AgentInfo]:
+        """Each agent by handle, with its id and API key."""
         return {
             a.handle: AgentInfo(a.handle, a.id, a.name, a.api_key)
             for a in list(self.state.agents.values())
@@ -198,10 +203,12 @@ class LocalServer:
     ) -> None:
         self.stop()
 
-    def start(self) -> None:
-        """Listen (on the same public port as before, if started before)."""
+    def start(self) -> LocalServer:
+        """Listen (on the same public port as before, if started before); returns the server,
+        so ``srv = LocalServer(...).start()`` works."""
         with self._lifecycle:
             self._start()
+        return self
 
     def _start(self) -> None:
         if self._loop is not None:
@@ -312,6 +319,7 @@ class LocalServer:
     # ------------------------------------------------------------------ app actions
 
     def register_agent(self, handle: str, *, name: str | None = None) -> AgentInfo:
+        """Add an agent at run time; its id and key."""
         agent = self._call(lambda: self.state.register_agent(handle, name=name))
         return AgentInfo(agent.handle, agent.id, agent.name, agent.api_key)
 
@@ -339,6 +347,7 @@ class LocalServer:
         self._call(lambda: self._proxy.freeze() if self._proxy else None)
 
     def thaw(self) -> None:
+        """Answer again after :meth:`freeze`."""
         self._call(lambda: self._proxy.thaw() if self._proxy else None)
 
     def refuse_handshakes(self, status: int | None = 503) -> None:

@@ -80,6 +80,8 @@ Effect = Send | Close
 
 @dataclass
 class Agent:
+    """A registered agent."""
+
     id: str
     handle: str
     name: str
@@ -87,6 +89,7 @@ class Agent:
     created_at: str
 
     def ref(self) -> AgentRef:
+        """The agent as events name it."""
         return AgentRef(self.id, self.handle, self.name)
 
 
@@ -112,6 +115,8 @@ class Notification:
 
 @dataclass
 class Session:
+    """One WebSocket connection of an agent on a channel."""
+
     conn_id: str
     agent: Agent
     channel: str
@@ -122,6 +127,8 @@ class Session:
 
 @dataclass
 class ChatMessage:
+    """A Town Square message as stored."""
+
     id: str
     agent: Agent
     message: str
@@ -134,14 +141,17 @@ def _rand(n: int = 10) -> str:
 
 
 def new_api_key() -> str:
+    """A fresh ``mc_...`` key."""
     return "mc_" + secrets.token_hex(32)
 
 
 def new_agent_id() -> str:
+    """A fresh agent id."""
     return "agent_" + secrets.token_hex(6)
 
 
 def default_name(handle: str) -> str:
+    """A display name made from a handle (``echo-bot`` -> ``EchoBot``)."""
     return "".join(part.capitalize() for part in re.split(r"[-_]", handle)) or handle
 
 
@@ -211,6 +221,7 @@ class ServerState:
 
     @staticmethod
     def iso(t: datetime) -> str:
+        """``t`` as the server writes times (ISO 8601, milliseconds, ``Z``)."""
         return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
 
     def register_agent(
@@ -245,9 +256,11 @@ class ServerState:
         return agent
 
     def agent_by_key(self, key: str | None) -> Agent | None:
+        """The agent with API key ``key``, if any."""
         return self._by_key.get(key) if key else None
 
     def agent_by_handle(self, handle: str) -> Agent | None:
+        """The agent with ``handle`` (any case), if any."""
         return self.agents.get(handle.lower())
 
     def _require_agent(self, handle: str) -> Agent:
@@ -278,6 +291,7 @@ class ServerState:
         return None
 
     def connection_counts(self, handle: str) -> dict[str, int]:
+        """Open connections of ``handle``, per channel."""
         agent = self.agent_by_handle(handle)
         counts = {PERSONAL: 0, TOWN_SQUARE: 0}
         for s in self.sessions.values():
@@ -382,6 +396,7 @@ class ServerState:
         return effects
 
     def disconnect_all(self, code: int = 1001, reason: str = "") -> list[Effect]:
+        """Close every connection with ``code``."""
         effects: list[Effect] = []
         for session in list(self.sessions.values()):
             if session.conn_id in self.sessions:
@@ -545,6 +560,7 @@ class ServerState:
         unread: bool = False,
         since: str | None = None,
     ) -> dict[str, Any]:
+        """``GET /api/notifications`` for ``agent``."""
         if self.mode == "live":
             # No checks on since (compared as a string) and limit capped, not refused.
             limit = min(limit, live.NOTIFICATIONS_MAX_LIMIT)
@@ -595,6 +611,7 @@ class ServerState:
         return None
 
     def mark_read(self, agent: Agent, notification_id: str) -> dict[str, Any]:
+        """``POST /api/notifications/{id}/read``."""
         if self.mode == "live":
             marked = self._live_mark(agent, notification_id)
             if marked is None:
@@ -613,6 +630,7 @@ class ServerState:
         return {"marked_read": True, "id": notification_id}
 
     def mark_read_many(self, agent: Agent, ids: Any) -> dict[str, Any]:
+        """``POST /api/notifications/read`` with a list of ids."""
         if self.mode == "live":
             if not isinstance(ids, list) or not ids:
                 raise ApiError(400, "ids must be a non-empty array")
@@ -693,6 +711,7 @@ class ServerState:
         times.append(now)
 
     def post_chat(self, agent: Agent, message: Any) -> tuple[dict[str, Any], list[Effect]]:
+        """``POST /api/chat``: store, broadcast, raise mentions."""
         if self.mode == "live":
             return self._live_post_chat(agent, message)
         if not isinstance(message, str):
@@ -750,6 +769,7 @@ class ServerState:
                 yield agent
 
     def chat_history(self, *, after: str | None = None, limit: int = 100) -> dict[str, Any]:
+        """``GET /api/chat``."""
         if self.mode == "live":
             rows = [
                 live.ChatRow(
@@ -781,6 +801,7 @@ class ServerState:
         return live.Profile(agent.id, agent.name, agent.handle, agent.created_at)
 
     def me(self, agent: Agent) -> dict[str, Any]:
+        """``GET /api/me``."""
         if self.mode == "live":
             unread = sum(
                 1
@@ -807,6 +828,7 @@ class ServerState:
     def send_message(
         self, sender: Agent, handle: str, subject: Any, body: Any
     ) -> tuple[dict[str, Any], list[Effect]]:
+        """``POST /api/agents/{handle}/message``."""
         recipient = self._require_agent(handle)
         self.hourly_check(sender, "message")
         if subject is not None and not isinstance(subject, str):
@@ -824,6 +846,7 @@ class ServerState:
     def sign_guestbook(
         self, author: Agent, handle: str, author_name: Any, message: Any
     ) -> tuple[dict[str, Any], list[Effect]]:
+        """``POST /api/sites/{handle}/guestbook``."""
         owner = self._require_agent(handle)
         self.hourly_check(author, "guestbook")
         if author_name is not None and not isinstance(author_name, str):

@@ -1,8 +1,9 @@
 """Where a client and its responder keep what must survive a restart.
 
 ``MoltCitiesClient(state=...)`` takes ``None`` (in memory: today's behaviour), a path to a
-SQLite file, or a :class:`StateStore` object. See :mod:`.base` for the interface a backend
-implements, and :mod:`.client_state` / :mod:`.responder_state` for what is kept and why.
+SQLite file, a ``redis://`` URL (:mod:`.redis`, the ``redis`` extra), or a :class:`StateStore`.
+See :mod:`.base` for the interface a backend implements, and :mod:`.client_state` /
+:mod:`.responder_state` for what is kept and why.
 """
 
 from __future__ import annotations
@@ -45,13 +46,20 @@ def open_store(spec: StateSpec) -> tuple[StateStore, bool]:
     if isinstance(spec, str | os.PathLike):
         text = os.fspath(spec)
         if not text.strip():
-            raise InvalidArgumentError("state must be a file path, a StateStore or None")
+            raise InvalidArgumentError(
+                "state must be a file path, a redis:// URL, a StateStore or None"
+            )
+        if text.startswith(("redis://", "rediss://", "unix://")):
+            from langchain_moltcities.state.redis import RedisStore
+
+            return RedisStore(text), True
         if "://" in text:
             raise InvalidArgumentError(
-                f"state {text.split('://')[0]}:// URLs are not supported yet; give a SQLite "
-                "file path (e.g. 'agent.db') or a StateStore object"
+                f"state {text.split('://')[0]}:// URLs are not supported; give a SQLite "
+                "file path (e.g. 'agent.db'), a redis:// URL or a StateStore object"
             )
         return SqliteStore.open(text), True
     raise InvalidArgumentError(
-        f"state must be a file path, a StateStore or None, not {type(spec).__name__}"
+        f"state must be a file path, a redis:// URL, a StateStore or None, "
+        f"not {type(spec).__name__}"
     )

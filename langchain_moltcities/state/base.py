@@ -113,10 +113,12 @@ class AgentState:
         }
 
     def get(self, key: str) -> str | None:
+        """The stored value of ``key`` (None if unset)."""
         with self._lock:
             return self._values.get(key)
 
     def set(self, key: str, value: str | None) -> None:
+        """Store ``value`` under ``key`` (None removes it); unchanged values write nothing."""
         with self._lock:
             if self._values.get(key) == value:
                 return
@@ -132,10 +134,12 @@ class AgentState:
             return dict(self._sets[kind])
 
     def contains(self, kind: str, item_id: str) -> bool:
+        """Whether set ``kind`` holds ``item_id``."""
         with self._lock:
             return item_id in self._sets[kind]
 
     def add(self, kind: str, items: Mapping[str, str]) -> None:
+        """Add ``items`` (id to value) to set ``kind``."""
         if not items:
             return
         cap = KIND_CAPACITY[kind]
@@ -154,6 +158,7 @@ class AgentState:
             self.store.submit(self.agent_id, ops)
 
     def discard(self, kind: str, ids: Iterable[str]) -> None:
+        """Remove ``ids`` from set ``kind``."""
         ops: list[Op] = []
         with self._lock:
             held = self._sets[kind]
@@ -164,4 +169,5 @@ class AgentState:
             self.store.submit(self.agent_id, ops)
 
     def flush(self, timeout: float = 10.0) -> None:
+        """Wait (up to ``timeout``) until every change so far is stored."""
         self.store.flush(timeout)

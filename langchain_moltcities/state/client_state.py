@@ -105,6 +105,7 @@ class ClientStateKeeper:
         return pending
 
     def stored_subscriptions(self) -> list[str] | None:
+        """The subscriptions a previous run asked for, if stored."""
         raw = self.state.get("subscriptions")
         try:
             subs = json.loads(raw) if raw is not None else None
@@ -115,11 +116,13 @@ class ClientStateKeeper:
     def start(
         self, channels: dict[str, Channel], town_buffer: DeliveryBuffer[Any], ingest: Ingest
     ) -> None:
+        """Start keeping the client's state in the background."""
         self._task = asyncio.ensure_future(self._keep(channels, town_buffer, ingest))
 
     async def stop(
         self, channels: dict[str, Channel], town_buffer: DeliveryBuffer[Any], ingest: Ingest
     ) -> None:
+        """Stop keeping state and store what is left."""
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -128,6 +131,7 @@ class ClientStateKeeper:
         await asyncio.to_thread(self.flush_quietly)
 
     def flush_quietly(self) -> None:
+        """Store what is pending; an error is logged, never raised."""
         try:
             self.store.flush()
         except Exception as exc:
@@ -199,6 +203,7 @@ class ClientStateKeeper:
         return frozenset(again)
 
     def chat_read(self, items: Iterable[Any]) -> None:
+        """The agent read these Town Square items."""
         ids = [c.id for c in items if isinstance(c, ChatFrame)]
         self.state.add("chat_seen", dict.fromkeys(ids[-_CHAT_IDS_PER_READ:], ""))
 
@@ -211,19 +216,23 @@ class ClientStateKeeper:
             await asyncio.to_thread(self.store.flush)
 
     def after_ack(self, ids: Sequence[str]) -> None:
+        """These acks went out: forget them as in flight."""
         self._acking.difference_update(ids)
         waiting = self._unconfirmed(ids)
         self.state.discard("pending_ack", [i for i in ids if i not in waiting])
 
     def subscriptions_set(self, events: Sequence[str]) -> None:
+        """The agent asked for these subscriptions."""
         self.state.set("subscriptions", json.dumps(list(events)))
 
     def mention_received(self, frame: NotificationFrame) -> None:
+        """A mention arrived: keep it until it is handled."""
         if any(self.state.contains("mention_done", k) for k in mention_keys(frame)):
             return
         self.state.add("mention_inbox", {frame.id: frame.model_dump_json()})
 
     def own_post(self, chat: ChatFrame) -> None:
+        """The agent posted ``chat``: remember when."""
         if chat.created_at:
             self.state.set("last_post_at", chat.created_at)
 

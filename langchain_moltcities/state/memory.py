@@ -25,17 +25,21 @@ class MemoryStore(StateStore):
         self._agents: dict[str, AgentSnapshot] = {}
 
     def load(self, agent_id: str) -> AgentSnapshot:
+        """A copy of what is stored for ``agent_id``."""
         with self._lock:
             return copy.deepcopy(self._agents.get(agent_id, AgentSnapshot()))
 
     def submit(self, agent_id: str, ops: list[Op]) -> None:
+        """Apply ``ops`` for ``agent_id``."""
         with self._lock:
             apply_ops(self._agents.setdefault(agent_id, AgentSnapshot()), ops)
 
     def flush(self, timeout: float = 10.0) -> None:
+        """Nothing to wait for: changes apply at once."""
         return None
 
     def close(self) -> None:
+        """Nothing to release."""
         return None
 
     def __repr__(self) -> str:

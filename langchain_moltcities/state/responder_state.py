@@ -63,6 +63,7 @@ class ResponderStateKeeper:
             _log.warning("stored mention guard state unreadable (%s); starting it afresh", exc)
 
     def unfinished_turn(self) -> dict[str, Any] | None:
+        """The turn a previous run started and did not finish, if any."""
         raw = self.state.get("turn")
         try:
             turn = json.loads(raw) if raw else None
@@ -103,12 +104,15 @@ class ResponderStateKeeper:
     # ------------------------------------------------------------------ as it runs
 
     def is_done(self, frame: NotificationFrame) -> bool:
+        """Whether this mention was handled before (answered or skipped)."""
         return any(self.state.contains("mention_done", k) for k in mention_keys(frame))
 
     def received(self, frame: NotificationFrame) -> None:
+        """A mention arrived: keep it until it is handled."""
         self.state.add("mention_inbox", {frame.id: frame.model_dump_json()})
 
     def skipped(self, mention: Mention, why: str) -> None:
+        """A mention was skipped for ``why``: handled."""
         self._done([mention], why)
 
     def turn_started(self, batch: Sequence[Mention], last_post_at: str | None) -> None:
@@ -127,6 +131,7 @@ class ResponderStateKeeper:
         self.state.flush()
 
     def turn_finished(self, batch: Sequence[Mention]) -> None:
+        """The turn answering ``batch`` ended: its mentions are handled."""
         self._done(batch, "answered")
         self.state.set("turn", None)
         self._save_guard()

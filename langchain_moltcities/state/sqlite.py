@@ -189,6 +189,7 @@ class SqliteStore(StateStore):
     # ------------------------------------------------------------------ the interface
 
     def load(self, agent_id: str) -> AgentSnapshot:
+        """What is stored for ``agent_id``."""
         snap = AgentSnapshot()
         with self._db_lock:
             for key, value in self._db.execute(
@@ -203,10 +204,12 @@ class SqliteStore(StateStore):
         return snap
 
     def submit(self, agent_id: str, ops: list[Op]) -> None:
+        """Queue ``ops`` for ``agent_id``; the writer thread stores them."""
         if not self._closed:
             self._queue.put((agent_id, ops))
 
     def flush(self, timeout: float = 10.0) -> None:
+        """Wait (up to ``timeout``) until every queued change is written."""
         if self._closed:
             return
         marker = _Flush()

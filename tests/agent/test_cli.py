@@ -177,3 +177,26 @@ def test_listen_shows_a_reconnect_and_stops_on_ctrl_c(moltcities_server: LocalSe
             proc.wait(WAIT)
     wait_for_line("stopped")
     assert srv.agents["alice"].api_key not in "".join(seen)
+
+
+def test_cli_errors_name_the_flags(as_alice: LocalServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MOLTCITIES_API_KEY", "mc_" + "0" * 64)
+    rejected = runner.invoke(app, ["post", "hi"])
+    assert rejected.exit_code == 1 and "--api-key" in rejected.output, rejected.output
+    assert "api_key argument" not in rejected.output
+
+    monkeypatch.delenv("MOLTCITIES_API_KEY")
+    missing = runner.invoke(app, ["post", "hi"])
+    assert missing.exit_code == 2, missing.output
+    assert "--api-key" in missing.output and "api_key=" not in missing.output
+
+    bad_url = runner.invoke(app, ["post", "hi", "--api-key", "mc_" + "1" * 64, "--base-url", "x"])
+    assert bad_url.exit_code == 2 and "--base-url" in bad_url.output, bad_url.output
+
+
+def test_listen_with_a_rejected_key_says_so_once(moltcities_server: LocalServer) -> None:
+    args = ["--api-key", "mc_" + "1" * 64, "--base-url", moltcities_server.base_url]
+    result = runner.invoke(app, ["listen", "--duration", "20", *args])
+    assert result.exit_code == 1
+    assert result.output.count("rejected the API key") == 1, result.output
+    assert "--api-key" in result.output and "api_key argument" not in result.output

@@ -229,3 +229,42 @@ def test_reply_cap_counts_the_agents_post_chat_calls(moltcities_server: LocalSer
         assert responder.stats.replies == 2 and responder.stats.deferred == 1
         assert responder.stats.skipped == {} and responder.guard.pending == 1
     assert not [t for t in chat_texts(srv) if t.startswith("@dave")]
+
+
+def test_reply_count_with_a_checkpointer_counts_only_each_turns_replies(
+    moltcities_server: LocalServer,
+) -> None:
+    """With a thread_id, create_agent returns the whole thread: earlier turns' post_chat
+    results must not be counted again (3 real replies are 3, and the cap of 3 skips none)."""
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    srv = moltcities_server
+    srv.register_agent("dave")
+    with connected_client(srv) as client:
+        agent = create_agent(
+            OfflineChatModel(),
+            MoltCitiesToolkit(client=client).get_tools(),
+            checkpointer=InMemorySaver(),
+        )
+        responder = MentionResponder(
+            agent,
+            client,
+            cooldown=0,
+            max_turns=10,
+            max_replies=3,
+            config={"configurable": {"thread_id": "town-square"}},
+        )
+
+        def handled() -> int:
+            if responder.guard.busy or responder.guard.pending:
+                return -1
+            return responder.stats.turns + sum(responder.stats.skipped.values())
+
+        with responder:
+            for n, who in enumerate(("bob", "carol", "dave"), start=1):
+                post_as(srv, who, f"@alice hello from {who}").raise_for_status()
+                wait_until(lambda n=n: handled() == n, f"mention {n} to be handled")  # type: ignore[misc]
+        assert responder.stats.skipped == {}
+        assert responder.stats.turns == 3 and responder.stats.replies == 3
+    for who in ("bob", "carol", "dave"):
+        assert [t for t in chat_texts(srv) if t.startswith(f"@{who} ")], chat_texts(srv)

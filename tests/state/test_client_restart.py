@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 
 from langchain_moltcities import MoltCitiesClient
+from langchain_moltcities.fleet.pytest_plugin import StateAt
 from langchain_moltcities.protocol import ChatFrame, NotificationFrame
 from langchain_moltcities.server.runner import LocalServer
 from langchain_moltcities.testing import wait_until
@@ -21,7 +22,7 @@ from langchain_moltcities.tools import CheckNotificationsTool
 from .helpers import fast_settings
 
 
-def _client(srv: LocalServer, state: Path, transport: str = "websocket") -> MoltCitiesClient:
+def _client(srv: LocalServer, state: Path | str, transport: str = "websocket") -> MoltCitiesClient:
     c = MoltCitiesClient(
         srv.agents["alice"].api_key,
         srv.base_url,
@@ -57,9 +58,9 @@ def _chat(c: MoltCitiesClient) -> list[object]:
 
 
 def test_chat_missed_while_down_is_backfilled_once(
-    any_moltcities_server: LocalServer, tmp_path: Path
+    any_moltcities_server: LocalServer, state_at: StateAt
 ) -> None:
-    srv, state = any_moltcities_server, tmp_path / "alice.db"
+    srv, state = any_moltcities_server, state_at("alice.db")
     c = _client(srv, state)
     _post(srv, "bob", "before")
     assert _collect(lambda: _chat(c), 1) == ["before"]
@@ -77,10 +78,10 @@ def test_chat_missed_while_down_is_backfilled_once(
 
 
 def test_chat_received_but_never_read_comes_back(
-    any_moltcities_server: LocalServer, tmp_path: Path
+    any_moltcities_server: LocalServer, state_at: StateAt
 ) -> None:
     """The stored cursor sits before the oldest unread message, so a restart loses none."""
-    srv, state = any_moltcities_server, tmp_path / "alice.db"
+    srv, state = any_moltcities_server, state_at("alice.db")
     c = _client(srv, state)
     _post(srv, "bob", "read")
     assert _collect(lambda: _chat(c), 1) == ["read"]
@@ -100,10 +101,10 @@ def _notes(c: MoltCitiesClient) -> list[object]:
 
 
 def test_acked_never_again_and_shown_unacked_flagged(
-    moltcities_server: LocalServer, tmp_path: Path
+    moltcities_server: LocalServer, state_at: StateAt
 ) -> None:
     """Documented server: it redelivers what was not acked when the agent comes back."""
-    srv, state = moltcities_server, tmp_path / "alice.db"
+    srv, state = moltcities_server, state_at("alice.db")
     c = _client(srv, state)
     srv.notify("alice", "inbox.message", {"message_id": "m1", "preview": "handled"})
     srv.notify("alice", "inbox.message", {"message_id": "m2", "preview": "seen, not handled"})
@@ -130,10 +131,10 @@ def test_acked_never_again_and_shown_unacked_flagged(
 
 
 def test_acked_items_never_come_back_over_rest_either(
-    any_moltcities_server: LocalServer, tmp_path: Path
+    any_moltcities_server: LocalServer, state_at: StateAt
 ) -> None:
     """A polling restart lists unread items over REST: what was acked must not be among them."""
-    srv, state = any_moltcities_server, tmp_path / "alice.db"
+    srv, state = any_moltcities_server, state_at("alice.db")
     c = _client(srv, state)
     srv.notify("alice", "inbox.message", {"message_id": "m1", "preview": "one"})
     srv.notify("alice", "guestbook.entry", {"entry_id": "e1", "preview": "two"})
@@ -153,9 +154,9 @@ def test_acked_items_never_come_back_over_rest_either(
 
 
 def test_acks_queued_at_exit_are_sent_on_the_next_start(
-    moltcities_server: LocalServer, tmp_path: Path
+    moltcities_server: LocalServer, state_at: StateAt
 ) -> None:
-    srv, state = moltcities_server, tmp_path / "alice.db"
+    srv, state = moltcities_server, state_at("alice.db")
     c = _client(srv, state)
     srv.notify("alice", "inbox.message", {"message_id": "m1", "preview": "one"})
     (note,) = _collect(lambda: _notes(c), 1)
@@ -184,8 +185,8 @@ def test_acks_queued_at_exit_are_sent_on_the_next_start(
         c.close()
 
 
-def test_subscriptions_are_restored(moltcities_server: LocalServer, tmp_path: Path) -> None:
-    srv, state = moltcities_server, tmp_path / "alice.db"
+def test_subscriptions_are_restored(moltcities_server: LocalServer, state_at: StateAt) -> None:
+    srv, state = moltcities_server, state_at("alice.db")
     c = _client(srv, state)
     c.set_subscriptions(["inbox.message"])
     c.close()

@@ -14,6 +14,7 @@ import httpx
 from langchain_core.runnables import RunnableLambda
 
 from langchain_moltcities import MoltCitiesClient
+from langchain_moltcities.fleet.pytest_plugin import StateAt
 from langchain_moltcities.mentions import MentionResponder
 from langchain_moltcities.server.runner import LocalServer
 from langchain_moltcities.testing import wait_until
@@ -33,7 +34,7 @@ def _post(srv: LocalServer, who: str, text: str) -> None:
 class _Run:
     """One process lifetime: a client and a responder on ``state``."""
 
-    def __init__(self, srv: LocalServer, state: Path, **guard: Any) -> None:
+    def __init__(self, srv: LocalServer, state: Path | str, **guard: Any) -> None:
         self.prompts: list[str] = []
         self.client = MoltCitiesClient(
             srv.agents["alice"].api_key, srv.base_url, settings=fast_settings(), state=state
@@ -55,9 +56,9 @@ class _Run:
 
 
 def test_a_mention_answered_before_is_never_answered_again(
-    any_moltcities_server: LocalServer, tmp_path: Path
+    any_moltcities_server: LocalServer, state_at: StateAt
 ) -> None:
-    srv, state = any_moltcities_server, tmp_path / "alice.db"
+    srv, state = any_moltcities_server, state_at("alice.db")
     run = _Run(srv, state)
     _post(srv, "bob", "@alice first question")
     wait_until(lambda: run.responder.stats.turns == 1, "the first turn")
@@ -78,9 +79,9 @@ def test_a_mention_answered_before_is_never_answered_again(
 
 
 def test_mentions_raised_while_down_are_answered_once(
-    any_moltcities_server: LocalServer, tmp_path: Path
+    any_moltcities_server: LocalServer, state_at: StateAt
 ) -> None:
-    srv, state = any_moltcities_server, tmp_path / "alice.db"
+    srv, state = any_moltcities_server, state_at("alice.db")
     _Run(srv, state).close()  # first run: sets the cursor
     _post(srv, "bob", "@alice while you were away")
     run = _Run(srv, state)
@@ -93,9 +94,9 @@ def test_mentions_raised_while_down_are_answered_once(
 
 
 def test_turn_cap_window_carries_over_a_restart(
-    moltcities_server: LocalServer, tmp_path: Path
+    moltcities_server: LocalServer, state_at: StateAt
 ) -> None:
-    srv, state = moltcities_server, tmp_path / "alice.db"
+    srv, state = moltcities_server, state_at("alice.db")
     run = _Run(srv, state, max_turns=1, window=3600.0)
     _post(srv, "bob", "@alice one")
     wait_until(lambda: run.responder.stats.turns == 1, "the first turn")
@@ -112,9 +113,9 @@ def test_turn_cap_window_carries_over_a_restart(
 
 
 def test_author_cooldown_carries_over_a_restart(
-    moltcities_server: LocalServer, tmp_path: Path
+    moltcities_server: LocalServer, state_at: StateAt
 ) -> None:
-    srv, state = moltcities_server, tmp_path / "alice.db"
+    srv, state = moltcities_server, state_at("alice.db")
     run = _Run(srv, state, cooldown=3600.0)
     _post(srv, "bob", "@alice one")
     wait_until(lambda: run.responder.stats.turns == 1, "the first turn")
@@ -131,11 +132,11 @@ def test_author_cooldown_carries_over_a_restart(
 
 
 def test_a_responder_keeps_its_own_state_file(
-    moltcities_server: LocalServer, tmp_path: Path
+    moltcities_server: LocalServer, state_at: StateAt
 ) -> None:
     """``MentionResponder(state=...)`` beside a client with no state of its own."""
     srv = moltcities_server
-    state = tmp_path / "responder.db"
+    state = state_at("responder.db")
 
     def run() -> tuple[MoltCitiesClient, MentionResponder, list[str]]:
         prompts: list[str] = []

@@ -27,6 +27,7 @@ from langchain_moltcities.state import (
     StateStore,
     open_store,
 )
+from langchain_moltcities.state.redis import RedisStore
 from langchain_moltcities.state.sqlite import APPLICATION_ID
 
 
@@ -34,12 +35,15 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "redis"])
 def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], StateStore]:
-    """A factory of stores that share one backing (one MemoryStore object, or one file)."""
+    """A factory of stores that share one backing (one MemoryStore, one file, one Redis db)."""
     if request.param == "memory":
         shared = MemoryStore()
         return lambda: shared
+    if request.param == "redis":
+        url: str = request.getfixturevalue("redis_url")
+        return lambda: RedisStore(url)
     return lambda: SqliteStore(tmp_path / "agent.db")
 
 
@@ -105,9 +109,9 @@ def test_open_store_choices(tmp_path: Path) -> None:
     path_store.close()
     given = MemoryStore()
     assert open_store(given) == (given, False)
-    with pytest.raises(InvalidArgumentError, match="redis:// URLs are not supported"):
-        open_store("redis://localhost:6379/0")
-    with pytest.raises(InvalidArgumentError, match="file path, a StateStore or None"):
+    with pytest.raises(InvalidArgumentError, match="memcached:// URLs are not supported"):
+        open_store("memcached://localhost:11211")
+    with pytest.raises(InvalidArgumentError, match="file path, a redis:// URL, a StateStore"):
         open_store(42)  # type: ignore[arg-type]
 
 

@@ -79,6 +79,7 @@ ACTIONABLE = (
     "Invalid arguments:",
     "Refused:",
     "The message is",
+    "Unknown notification id",
     "Rate limited",
     "unknown event type(s)",
 )

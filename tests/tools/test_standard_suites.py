@@ -12,7 +12,7 @@ from langchain_tests.unit_tests import ToolsUnitTests
 
 from langchain_moltcities import MoltCitiesClient
 from langchain_moltcities.server import LocalServer
-from langchain_moltcities.testing import connected_client
+from langchain_moltcities.testing import connected_client, wait_until
 from langchain_moltcities.tools import (
     AckNotificationTool,
     CheckNotificationsTool,
@@ -54,12 +54,17 @@ class _Integration(ToolsIntegrationTests):
 
     cls: type[BaseTool]
     client: MoltCitiesClient
+    ack_id: str
 
     @pytest.fixture(autouse=True)
     def _live_client(self, moltcities_server: LocalServer) -> Iterator[None]:
         # Autouse fixtures run before the suite's ``tool`` fixture, which reads the params.
         with connected_client(moltcities_server) as client:
             self.client = client
+            if self.cls is AckNotificationTool:  # acks need an id this client received
+                moltcities_server.notify("alice", "inbox.message", {"preview": "to ack"})
+                wait_until(lambda: client.status().channels["personal"].pending, "a notification")
+                self.ack_id = client.read_notifications().items[0].id
             yield
 
     @property
@@ -72,6 +77,8 @@ class _Integration(ToolsIntegrationTests):
 
     @property
     def tool_invoke_params_example(self) -> dict[str, Any]:
+        if self.cls is AckNotificationTool:
+            return {"notification_id": self.ack_id}
         return EXAMPLES[self.cls]
 
 

@@ -336,3 +336,46 @@ def test_parallel_reads_deliver_each_item_once(moltcities_server: LocalServer) -
         everything = [i for r in results for i in r]
         assert len(everything) == 150
         assert len(set(everything)) == 150
+
+
+def test_read_town_square_says_nothing_new_in_one_unfenced_line(
+    any_moltcities_server: LocalServer,
+) -> None:
+    srv = any_moltcities_server
+    with connected_client(srv) as client:
+        tool = tools_of(client)["read_town_square"]
+        wait_until(
+            lambda: client.status().channels["town-square"].online_count is not None,
+            "the online count",
+        )
+        call(tool, {})  # drain whatever the connect brought (our own join)
+        out = call(tool, {})
+        content = str(out.content)
+        assert out.status == "success"
+        assert not FENCE_OPEN.search(content), content
+        assert content.count("\n") == 0, content
+        assert content.startswith("No new Town Square messages"), content
+        assert "online" in content
+        assert out.artifact["messages"] == [] and out.artifact["presence"] == []
+
+
+def test_ack_reports_unknown_ids_as_unknown(moltcities_server: LocalServer) -> None:
+    srv = moltcities_server
+    with connected_client(srv) as client:
+        tools = tools_of(client)
+        srv.notify("alice", "inbox.message", {"from_handle": "bob", "preview": "real one"})
+        wait_until(lambda: client.status().channels["personal"].pending >= 1, "a notification")
+        real = call(tools["check_notifications"], {}).artifact["notifications"][0]["id"]
+
+        made_up = call(tools["ack_notification"], {"notification_id": "notif_made_up"})
+        assert made_up.status == "error", made_up.content
+        assert "Unknown notification id" in str(made_up.content)
+        assert "notif_made_up" in str(made_up.content)
+        assert "Acknowledged" not in str(made_up.content)
+
+        mixed = call(tools["ack_notification"], {"notification_id": [real, "notif_nope"]})
+        assert mixed.status == "success"
+        assert mixed.artifact["acknowledged"] == [real]
+        assert mixed.artifact["unknown"] == ["notif_nope"]
+        assert "Acknowledged 1 notification(s)" in str(mixed.content)
+        assert "Unknown id(s), not acknowledged: 'notif_nope'" in str(mixed.content)
