@@ -213,6 +213,7 @@ class MoltCitiesClient:
         self._channels: dict[str, Channel] = {}
         self._callback_tasks: set[asyncio.Future[Any]] = set()
         self._identity_task: asyncio.Task[None] | None = None
+        self._read_retry: asyncio.Task[None] | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._sync_calls = CallbackBound(self.settings.max_pending_callbacks)
         # What survives a restart (state=path or a StateStore); in memory by default.
@@ -389,9 +390,10 @@ class MoltCitiesClient:
     async def _ashutdown(self) -> None:
         for channel in self._channels.values():
             channel.begin_close()  # close frames out first: their wait overlaps the rest
-        if self._identity_task is not None:
-            self._identity_task.cancel()
-            await asyncio.gather(self._identity_task, return_exceptions=True)
+        for task in (self._identity_task, self._read_retry):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         await asyncio.gather(*(c.stop() for c in self._channels.values()), return_exceptions=True)
         if self._keeper is not None:
             await self._keeper.stop(self._channels, self._town, self._ingest)
@@ -812,6 +814,19 @@ class MoltCitiesClient:
         # The live server's socket ack marks nothing read: its REST ids do (msg_, gb_).
         reads = [] if over_rest else book.rest_ids_for(ids)
         await send_reads(self._rest_api(), book, [*book.unsent_reads, *reads])
+        if book.unsent_reads and (self._read_retry is None or self._read_retry.done()):
+            # Without a retry of its own, a failed mark-read waits for the next ack, which an
+            # agent that has read everything may never send: the item stays unread forever.
+            self._read_retry = asyncio.ensure_future(self._retry_reads())
+
+    async def _retry_reads(self) -> None:
+        """Re-send failed mark-reads with capped backoff until none is left."""
+        book = self._ingest.acks
+        delay = self.settings.backoff_base
+        while book.unsent_reads:
+            await asyncio.sleep(delay)
+            await send_reads(self._rest_api(), book, list(book.unsent_reads))
+            delay = min(delay * 2, self.settings.backoff_cap)
 
     async def _aset_subscriptions(self, events: list[str]) -> list[str]:
         personal = self._channels.get("personal")

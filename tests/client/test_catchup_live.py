@@ -219,3 +219,27 @@ def test_an_ack_after_the_socket_died_still_marks_read_over_rest(
         srv.refuse_handshakes(None)
         wait_until(lambda: client.status().connected, "the reconnect")
         assert client.list_notifications(unread=True).notifications == []
+
+
+def test_a_failed_mark_read_is_retried_without_another_ack(
+    moltcities_live_server: LocalServer,
+) -> None:
+    # The agent acks its last item while the whole server is down: the REST read fails and
+    # no later ack will carry it, so the client must retry it on its own when REST is back.
+    srv = moltcities_live_server
+    with client_of(srv, channels=("personal",)) as client:
+        r = httpx.post(
+            f"{srv.base_url}/api/agents/alice/message",
+            json={"subject": "s", "body": "read me later"},
+            headers={"Authorization": f"Bearer {srv.agents['bob'].api_key}"},
+            timeout=WAIT,
+        )
+        r.raise_for_status()
+        wait_until(lambda: client.status().channels["personal"].pending >= 1, "the message")
+        [item] = client.read_notifications().items
+        srv.stop()
+        client.ack(item.id)
+        assert client.status().unsent_reads == 1
+        srv.start()
+        wait_until(lambda: client.status().unsent_reads == 0, "the mark-read retried")
+        assert client.list_notifications(unread=True).notifications == []
