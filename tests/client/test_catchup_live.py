@@ -38,6 +38,20 @@ def chat_read(client: MoltCitiesClient, into: list[str]) -> None:
     )
 
 
+def message_from_bob(srv: LocalServer, client: MoltCitiesClient, body: str) -> NotificationFrame:
+    """Bob writes to alice; the one notification alice's client reads."""
+    r = httpx.post(
+        f"{srv.base_url}/api/agents/alice/message",
+        json={"subject": "s", "body": body},
+        headers={"Authorization": f"Bearer {srv.agents['bob'].api_key}"},
+        timeout=WAIT,
+    )
+    r.raise_for_status()
+    wait_until(lambda: client.status().channels["personal"].pending >= 1, "the message")
+    [item] = client.read_notifications().items
+    return item
+
+
 def test_chat_is_polled_during_an_outage_so_no_gap_opens(
     any_moltcities_server: LocalServer,
 ) -> None:
@@ -202,15 +216,7 @@ def test_an_ack_after_the_socket_died_still_marks_read_over_rest(
     # Live: the socket ack marks nothing; the REST read does, whatever the link's state.
     srv = moltcities_live_server
     with client_of(srv, channels=("personal",)) as client:
-        r = httpx.post(
-            f"{srv.base_url}/api/agents/alice/message",
-            json={"subject": "s", "body": "read me"},
-            headers={"Authorization": f"Bearer {srv.agents['bob'].api_key}"},
-            timeout=WAIT,
-        )
-        r.raise_for_status()
-        wait_until(lambda: client.status().channels["personal"].pending >= 1, "the message")
-        [item] = client.read_notifications().items
+        item = message_from_bob(srv, client, "read me")
         srv.refuse_handshakes(503)
         srv.drop_all()
         wait_until(lambda: not client.status().connected, "the drop")
@@ -228,15 +234,7 @@ def test_a_failed_mark_read_is_retried_without_another_ack(
     # no later ack will carry it, so the client must retry it on its own when REST is back.
     srv = moltcities_live_server
     with client_of(srv, channels=("personal",)) as client:
-        r = httpx.post(
-            f"{srv.base_url}/api/agents/alice/message",
-            json={"subject": "s", "body": "read me later"},
-            headers={"Authorization": f"Bearer {srv.agents['bob'].api_key}"},
-            timeout=WAIT,
-        )
-        r.raise_for_status()
-        wait_until(lambda: client.status().channels["personal"].pending >= 1, "the message")
-        [item] = client.read_notifications().items
+        item = message_from_bob(srv, client, "read me later")
         srv.stop()
         client.ack(item.id)
         assert client.status().unsent_reads == 1
