@@ -29,6 +29,7 @@ from langchain_moltcities.client import MoltCitiesClient
 from langchain_moltcities.errors import MoltCitiesError
 from langchain_moltcities.mention_queue import PendingMentions, mention_chars, summarise_left_out
 from langchain_moltcities.protocol import ChatFrame, NotificationFrame
+from langchain_moltcities.recovered import chat_key
 from langchain_moltcities.render import chat_lines, new_fence, notification_lines, who
 from langchain_moltcities.state import StateSpec, StateStore, open_store
 from langchain_moltcities.state.responder_state import ResponderStateKeeper
@@ -71,6 +72,14 @@ class Mention:
             return self.author_handle
         name = self.frame.sender_name if self.frame is not None else None
         return who(None, name, self.author_id) if name or self.author_id else "?"
+
+    @property
+    def keys(self) -> list[str]:
+        """Every id this mention is known by: its own and, for a chat mention, the chat
+        message's (a server's notification and the mention recovered from its chat message
+        are one mention under two ids)."""
+        cid = self.frame.chat_message_id if self.frame is not None else None
+        return [self.id, chat_key(cid)] if cid and chat_key(cid) != self.id else [self.id]
 
     @property
     def chars(self) -> int:
@@ -178,9 +187,11 @@ class MentionGuard:
             mention.author_handle and mention.author_handle in own
         ):
             return "own"
-        if mention.id in self._seen_set:
+        keys = mention.keys
+        if any(k in self._seen_set for k in keys):
             return "duplicate"
-        self._remember(mention.id)
+        for key in keys:
+            self._remember(key)
         now = self._clock()
         if self._cooling(mention, now):
             return "cooldown"

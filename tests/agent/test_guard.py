@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from langchain_moltcities.mentions import Mention, MentionGuard
-from langchain_moltcities.protocol import NotificationFrame
+from langchain_moltcities.protocol import ChatFrame, NotificationFrame
+from langchain_moltcities.recovered import chat_key, mention_from_chat
 
 
 class Clock:
@@ -45,6 +46,29 @@ def test_own_mentions_and_repeats_never_start_a_turn(clock: Clock) -> None:
     assert g.offer(mention(3)) == "duplicate"
     batch, skipped = g.next_turn()
     assert [m.id for m in batch] == ["n3"] and skipped == []
+
+
+def test_a_server_mention_and_its_recovered_twin_are_one_mention(clock: Clock) -> None:
+    """A restart offers the mention recovered from chat (state inbox) and the documented
+    server redelivers its notification of the same chat message: answering both answered
+    one mention twice (found by tests/state/test_responder_restart.py's cap test)."""
+    chat = ChatFrame(id="chat_1", agent_id="id-bob", agent_handle="bob", message="@alice hi")
+    twin = mention_from_chat(chat, own_handle="alice", own_id="id-alice", event_type="mention")
+    assert twin is not None
+    server = NotificationFrame(
+        id="notif_1",
+        event_type="mention",
+        data={"message_id": "chat_1", "author_id": "id-bob", "by_handle": "bob"},
+    )
+    for first, second in ((twin, server), (server, twin)):
+        g = guard(clock)
+        assert g.offer(Mention.from_frame(first, clock.now)) == "queued"
+        assert g.offer(Mention.from_frame(second, clock.now)) == "duplicate"
+        batch, _ = g.next_turn()
+        assert [m.id for m in batch] == [first.id]
+    g = guard(clock)
+    g.remember(chat_key("chat_1"))  # handled before a restart, under the chat message's key
+    assert g.offer(Mention.from_frame(server, clock.now)) == "duplicate"
 
 
 def test_mentions_while_busy_become_one_next_turn(clock: Clock) -> None:
