@@ -70,9 +70,11 @@ def test_chat_missed_while_down_is_backfilled_once(
     c = _client(srv, state)
     try:
         got = _collect(lambda: _chat(c), 3)
-        time.sleep(0.3)  # anything read twice would show up by now
-        got += _chat(c)
-        assert got == ["while down 0", "while down 1", "while down 2"]
+        # The back-fill is read before live frames: a message posted now arrives after any
+        # repeat, so reading up to it sees every repeat there is (a sleep would miss a late one).
+        _post(srv, "bob", "marker, posted last")
+        got += _collect(lambda: _chat(c), 1)
+        assert got == ["while down 0", "while down 1", "while down 2", "marker, posted last"]
     finally:
         c.close()
 
@@ -145,10 +147,12 @@ def test_acked_items_never_come_back_over_rest_either(
     c = _client(srv, state, transport="poll")
     try:
         again = _collect(lambda: _notes(c), 1)
-        time.sleep(0.5)  # more polls: an acked item would show up by now
-        again += _notes(c)
+        # A later poll lists every unread item at once: the one that brings this marker would
+        # bring an acked item too (a sleep would pass if the repeat came late).
+        srv.notify("alice", "inbox.message", {"message_id": "m3", "preview": "marker"})
+        again += _collect(lambda: _notes(c), 1)
         texts = [n.text for n in again if isinstance(n, NotificationFrame)]
-        assert texts == ["fresh"]
+        assert texts == ["fresh", "marker"]
     finally:
         c.close()
 
