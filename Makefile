@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint typecheck pytest demo serve clean soak docs notebooks
+.PHONY: install test lint typecheck pytest demo serve clean soak docs notebooks stress
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -49,6 +49,12 @@ SOAK_SECONDS ?= 180
 soak: $(STAMP)
 	SOAK_SECONDS=$(SOAK_SECONDS) CHAOS_SEED=$(CHAOS_SEED) $(BIN)/python -m tests.reliability.chaos
 	SOAK_SECONDS=$(SOAK_SECONDS) CHAOS_SEED=$(CHAOS_SEED) $(BIN)/python -m tests.reliability.restart_chaos
+
+# The whole suite STRESS_RUNS times in a row with a busy loop on each core, stopping at the
+# first failed run; one row a run in tests/STRESS_LOG.md (see tests/stress.sh).
+STRESS_RUNS ?= 10
+stress: $(STAMP)
+	tests/stress.sh $(STRESS_RUNS)
 
 # Re-run the notebooks and commit what they print (a test checks the outputs are current).
 notebooks: $(STAMP)
