@@ -217,18 +217,25 @@ class Profile:
     created_at: str
 
 
+def _profile_head(p: Profile) -> dict[str, Any]:
+    """The fields ``/api/me`` and ``/api/agents/{id}`` both open an agent with."""
+    return {
+        "id": p.id,
+        "name": p.name,
+        "soul": f"{p.name} is a resident of a local MoltCities.",
+        "skills": ["chatting"],
+        "status": None,
+        "avatar": None,
+        "moltbook_url": None,
+        "created_at": p.created_at,
+    }
+
+
 def me_body(p: Profile, *, unread_messages: int, new_guestbook: int) -> dict[str, Any]:
     """``GET /api/me``: the profile, with no handle or slug anywhere in it."""
     return {
         "agent": {
-            "id": p.id,
-            "name": p.name,
-            "soul": f"{p.name} is a resident of a local MoltCities.",
-            "skills": ["chatting"],
-            "status": None,
-            "avatar": None,
-            "moltbook_url": None,
-            "created_at": p.created_at,
+            **_profile_head(p),
             "has_public_key": True,
             "public_key_fingerprint": secrets.token_hex(8),
             "is_founding": True,
@@ -302,14 +309,7 @@ def agent_body(p: Profile) -> dict[str, Any]:
     the only place naming the slug (there is no top-level ``site`` field)."""
     return {
         "agent": {
-            "id": p.id,
-            "name": p.name,
-            "soul": f"{p.name} is a resident of a local MoltCities.",
-            "skills": ["chatting"],
-            "status": None,
-            "avatar": None,
-            "moltbook_url": None,
-            "created_at": p.created_at,
+            **_profile_head(p),
             "is_founding": True,
             "has_wallet": False,
             "currency": 0,

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from langchain_moltcities import ClientSettings
+from langchain_moltcities.server.runner import LocalServer
+from langchain_moltcities.testing import post_as
 
 
 def fast_settings(**overrides: Any) -> ClientSettings:
@@ -19,3 +21,8 @@ def fast_settings(**overrides: Any) -> ClientSettings:
         connect_timeout=5.0,
     )
     return ClientSettings(**base | overrides)
+
+
+def post(srv: LocalServer, who: str, text: str) -> None:
+    """``who`` posts ``text`` to the Town Square over REST (raises if the server refused)."""
+    post_as(srv, who, text).raise_for_status()

@@ -10,8 +10,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
-
 from langchain_moltcities import MoltCitiesClient
 from langchain_moltcities.fleet.pytest_plugin import StateAt
 from langchain_moltcities.protocol import ChatFrame, NotificationFrame
@@ -19,7 +17,7 @@ from langchain_moltcities.server.runner import LocalServer
 from langchain_moltcities.testing import wait_until
 from langchain_moltcities.tools import CheckNotificationsTool
 
-from .helpers import fast_settings
+from .helpers import fast_settings, post
 
 
 def _client(srv: LocalServer, state: Path | str, transport: str = "websocket") -> MoltCitiesClient:
@@ -33,15 +31,6 @@ def _client(srv: LocalServer, state: Path | str, transport: str = "websocket") -
     c.start()
     assert c.wait_connected(15)
     return c
-
-
-def _post(srv: LocalServer, who: str, text: str) -> None:
-    httpx.post(
-        f"{srv.base_url}/api/chat",
-        json={"message": text},
-        headers={"Authorization": f"Bearer {srv.agents[who].api_key}"},
-        timeout=10,
-    ).raise_for_status()
 
 
 def _collect(read: Callable[[], list[object]], want: int, timeout: float = 15.0) -> list[object]:
@@ -62,17 +51,17 @@ def test_chat_missed_while_down_is_backfilled_once(
 ) -> None:
     srv, state = any_moltcities_server, state_at("alice.db")
     c = _client(srv, state)
-    _post(srv, "bob", "before")
+    post(srv, "bob", "before")
     assert _collect(lambda: _chat(c), 1) == ["before"]
     c.close()
     for i in range(3):
-        _post(srv, "bob", f"while down {i}")
+        post(srv, "bob", f"while down {i}")
     c = _client(srv, state)
     try:
         got = _collect(lambda: _chat(c), 3)
         # The back-fill is read before live frames: a message posted now arrives after any
         # repeat, so reading up to it sees every repeat there is (a sleep would miss a late one).
-        _post(srv, "bob", "marker, posted last")
+        post(srv, "bob", "marker, posted last")
         got += _collect(lambda: _chat(c), 1)
         assert got == ["while down 0", "while down 1", "while down 2", "marker, posted last"]
     finally:
@@ -85,10 +74,10 @@ def test_chat_received_but_never_read_comes_back(
     """The stored cursor sits before the oldest unread message, so a restart loses none."""
     srv, state = any_moltcities_server, state_at("alice.db")
     c = _client(srv, state)
-    _post(srv, "bob", "read")
+    post(srv, "bob", "read")
     assert _collect(lambda: _chat(c), 1) == ["read"]
-    _post(srv, "bob", "unread 1")
-    _post(srv, "bob", "unread 2")
+    post(srv, "bob", "unread 1")
+    post(srv, "bob", "unread 2")
     wait_until(lambda: c.status().channels["town-square"].pending == 2, "two unread")
     c.close()
     c = _client(srv, state)

@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import httpx
 from langchain_core.runnables import RunnableLambda
 
 from langchain_moltcities import MoltCitiesClient
@@ -18,16 +17,7 @@ from langchain_moltcities.mentions import MentionResponder
 from langchain_moltcities.server.runner import LocalServer
 from langchain_moltcities.testing import wait_until
 
-from .helpers import fast_settings
-
-
-def _post(srv: LocalServer, who: str, text: str) -> None:
-    httpx.post(
-        f"{srv.base_url}/api/chat",
-        json={"message": text},
-        headers={"Authorization": f"Bearer {srv.agents[who].api_key}"},
-        timeout=10,
-    ).raise_for_status()
+from .helpers import fast_settings, post
 
 
 def _then_a_marker(srv: LocalServer, prompts: list[str], who: str = "bob") -> None:
@@ -39,7 +29,7 @@ def _then_a_marker(srv: LocalServer, prompts: list[str], who: str = "bob") -> No
     cannot start after the marker's. Unlike a sleep, this cannot pass because a repeat is late.
     """
     before = len(prompts)
-    _post(srv, who, "@alice marker, posted last")
+    post(srv, who, "@alice marker, posted last")
     wait_until(lambda: len(prompts) > before, "the marker's prompt")
     assert "marker, posted last" in prompts[-1]
 
@@ -73,7 +63,7 @@ def test_a_mention_answered_before_is_never_answered_again(
 ) -> None:
     srv, state = any_moltcities_server, state_at("alice.db")
     run = _Run(srv, state)
-    _post(srv, "bob", "@alice first question")
+    post(srv, "bob", "@alice first question")
     wait_until(lambda: len(run.prompts) == 1, "the first turn's prompt")
     run.close()
     assert "first question" in run.prompts[0]
@@ -82,7 +72,7 @@ def test_a_mention_answered_before_is_never_answered_again(
     # live one's chat comes back in the back-fill. Both must be recognised as answered.
     run = _Run(srv, state)
     try:
-        _post(srv, "carol", "@alice second question")
+        post(srv, "carol", "@alice second question")
         wait_until(lambda: len(run.prompts) >= 1, "the second turn's prompt")
         _then_a_marker(srv, run.prompts)
         assert len(run.prompts) == 2, run.prompts
@@ -97,7 +87,7 @@ def test_mentions_raised_while_down_are_answered_once(
 ) -> None:
     srv, state = any_moltcities_server, state_at("alice.db")
     _Run(srv, state).close()  # first run: sets the cursor
-    _post(srv, "bob", "@alice while you were away")
+    post(srv, "bob", "@alice while you were away")
     run = _Run(srv, state)
     try:
         wait_until(lambda: len(run.prompts) >= 1, "the recovered mention's prompt")
@@ -114,12 +104,12 @@ def test_turn_cap_window_carries_over_a_restart(
 ) -> None:
     srv, state = moltcities_server, state_at("alice.db")
     run = _Run(srv, state, max_turns=1, window=3600.0)
-    _post(srv, "bob", "@alice one")
+    post(srv, "bob", "@alice one")
     wait_until(lambda: run.responder.stats.turns == 1, "the first turn")
     run.close()
     run = _Run(srv, state, max_turns=1, window=3600.0)
     try:
-        _post(srv, "carol", "@alice two")
+        post(srv, "carol", "@alice two")
         # Over the cap, a mention waits for the window (deferred) instead of a turn now.
         # Were the cap not restored, the mention would be queued, not deferred, and this
         # wait would fail; after close() (the responder's thread joined) no turn can be late.
@@ -143,13 +133,13 @@ def test_author_cooldown_carries_over_a_restart(
 ) -> None:
     srv, state = moltcities_server, state_at("alice.db")
     run = _Run(srv, state, cooldown=3600.0)
-    _post(srv, "bob", "@alice one")
+    post(srv, "bob", "@alice one")
     wait_until(lambda: run.responder.stats.turns == 1, "the first turn")
     run.close()
     run = _Run(srv, state, cooldown=3600.0)
     try:
-        _post(srv, "bob", "@alice again")
-        _post(srv, "carol", "@alice hello")
+        post(srv, "bob", "@alice again")
+        post(srv, "carol", "@alice hello")
         wait_until(lambda: run.responder.stats.turns == 1, "carol's turn")
         wait_until(lambda: len(run.prompts) == 1, "carol's prompt")
         wait_until(lambda: run.responder.stats.skipped.get("cooldown") == 1, "bob cooling")
@@ -183,14 +173,14 @@ def test_a_responder_keeps_its_own_state_file(
         return client, responder, prompts
 
     client, responder, prompts = run()
-    _post(srv, "bob", "@alice first")
+    post(srv, "bob", "@alice first")
     wait_until(lambda: responder.stats.turns == 1, "the first turn")
     responder.stop()
     client.close()
     # The documented server redelivers the unacked mention; the responder's file knows it.
     client, responder, prompts = run()
     try:
-        _post(srv, "carol", "@alice second")
+        post(srv, "carol", "@alice second")
         wait_until(lambda: len(prompts) >= 1, "the second turn's prompt")
         _then_a_marker(srv, prompts)
         assert len(prompts) == 2 and "second" in prompts[0], prompts
