@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 import websockets
@@ -77,8 +78,13 @@ async def test_freeze_holds_frames_and_handshakes_until_thaw(
         await ws.recv(wait=0.3)  # half-open: nothing comes back
     with pytest.raises(TimeoutError):
         await websockets.connect(ws_url(srv, "bob"), open_timeout=0.3)
+    # The timeouts above pass as well if the answer is merely slow; the pong's own timestamp
+    # cannot: the server stamps it when it reads the ping, which a freeze holds until thaw.
+    thawed_at = time.time()
     srv.thaw()
-    assert (await ws.recv())["type"] == "pong"  # the held ping went through
+    pong = await ws.recv()
+    assert pong["type"] == "pong"  # the held ping went through
+    assert pong["timestamp"] >= int(thawed_at * 1000), (pong, thawed_at)
     bob = await connect(srv, "bob")
     assert (await bob.recv())["type"] == "connected"
 
