@@ -41,8 +41,9 @@ if [ -z "${STRESS_COMMIT:-}" ] && ! git diff --quiet HEAD -- . ":(exclude)$LOG" 
 fi
 what=${*:-the whole suite}
 echo "stress: $RUNS run(s) of $what with $BUSY busy loop(s) (pids ${loops[*]}), commit $commit"
-if [ ! -s "$LOG" ]; then
-    printf '| date (UTC) | commit | run | busy loops | what | result | duration | failed |\n' >"$LOG"
+if ! grep -q '^| date (UTC) |' "$LOG" 2>/dev/null; then
+    [ -s "$LOG" ] && printf '\n' >>"$LOG"
+    printf '| date (UTC) | commit | run | busy loops | what | result | duration | failed |\n' >>"$LOG"
     printf '| --- | --- | --- | --- | --- | --- | --- | --- |\n' >>"$LOG"
 fi
 

@@ -15,6 +15,9 @@ import pytest
 
 import langchain_moltcities
 
+# Past pytest-timeout's 120 s on a loaded box: the fixture builds the dists (600 s).
+pytestmark = pytest.mark.timeout(900)
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -16,6 +16,9 @@ from langchain_moltcities.testing import WAIT, chat_texts, post_as
 
 from .test_triggers import LangGraphDev, finished_runs, langgraph_server  # noqa: F401
 
+# Past pytest-timeout's 120 s on a loaded box: test_triggers' langgraph dev (180 s).
+pytestmark = pytest.mark.timeout(600)
+
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 

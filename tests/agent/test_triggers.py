@@ -37,6 +37,9 @@ from langchain_moltcities.triggers import (
     thread_per_conversation,
 )
 
+# Past pytest-timeout's 120 s on a loaded box: langgraph dev may take 180 s to start.
+pytestmark = pytest.mark.timeout(600)
+
 
 def mention(author_id: str, handle: str) -> Mention:
     return Mention(f"n_{author_id}", author_id, handle, 0.0)

@@ -14,6 +14,9 @@ from langchain_moltcities.server import LocalServer
 
 from .server_helpers import Connector
 
+# Past pytest-timeout's 120 s on a loaded box: npm install (300 s) and a Node.js client.
+pytestmark = pytest.mark.timeout(600)
+
 NODE_DIR = Path(__file__).resolve().parent.parent / "node"
 
 
