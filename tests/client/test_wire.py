@@ -10,15 +10,18 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import json
 import random
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.frames import Frame, Opcode
 
 from conftest import eventually
+from langchain_moltcities.protocol import parse_frame
 from langchain_moltcities.wire import DirectConnection, frame_size, split_messages
 
 _GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -28,17 +31,30 @@ def _frame(opcode: Opcode, data: bytes, *, fin: bool = True) -> bytes:
     return Frame(opcode, data, fin).serialize(mask=False)
 
 
+# Every frame the live server sent in the recorded session, as the bytes it sent.
+RECORDED = [
+    json.dumps(entry["payload"], separators=(",", ":")).encode()
+    for line in (Path(__file__).parents[1] / "data" / "live-server-frames.jsonl")
+    .read_text(encoding="utf-8")
+    .splitlines()
+    if line.strip() and (entry := json.loads(line))["direction"] == "recv"
+]
+
+
 def _payload(rng: random.Random, i: int) -> bytes:
+    if rng.random() < 0.3:
+        return rng.choice(RECORDED)
     size = rng.choice([0, 1, 60, 125, 126, 127, 300, 65535, 65536, 70_000])
     body = f'{{"type":"notification","id":"n{i}","pad":"'.encode()
     return (body + b"x" * size + b'"}')[: max(size, 1)] if size else b""
 
 
-def script(seed: int, n: int = 300) -> tuple[bytes, list[bytes]]:
-    """A server-to-client byte stream and the messages in it, in order."""
+def script(seed: int, n: int = 300) -> tuple[bytes, list[bytes], list[bytes]]:
+    """A server-to-client byte stream, the messages in it, and those sent in one frame."""
     rng = random.Random(seed)
     out: list[bytes] = []
     messages: list[bytes] = []
+    whole: list[bytes] = []
     for i in range(n):
         msg = _payload(rng, i)
         roll = rng.random()
@@ -50,11 +66,12 @@ def script(seed: int, n: int = 300) -> tuple[bytes, list[bytes]]:
             out.append(_frame(Opcode.CONT, msg[cut:]))
         else:
             out.append(_frame(Opcode.BINARY if roll < 0.2 else Opcode.TEXT, msg))
+            whole.append(msg)
         messages.append(msg)
         if rng.random() < 0.05:
             out.append(_frame(rng.choice([Opcode.PING, Opcode.PONG]), b"k"))
     out.append(_frame(Opcode.CLOSE, (1000).to_bytes(2, "big") + b"bye"))
-    return b"".join(out), messages
+    return b"".join(out), messages, whole
 
 
 def pieces(stream: bytes, seed: int) -> list[bytes]:
@@ -162,7 +179,7 @@ async def read_direct(
 async def test_direct_connection_hands_over_what_recv_returns(
     serve_raw: ServeRaw, seed: int
 ) -> None:
-    stream, messages = script(seed)
+    stream, messages, _ = script(seed)
     parts = pieces(stream, seed)
     pings = opcodes(stream).count(Opcode.PING.value)
     url, peer = await serve_raw(parts, 0.05)
@@ -171,6 +188,8 @@ async def test_direct_connection_hands_over_what_recv_returns(
     url, peer = await serve_raw(parts, 0.05)
     got, ws = await read_direct(url, attach_after=0.05 * (seed % 2))
     assert got == messages
+    assert sum(m in RECORDED for m in got) > 50  # the live server's frames among them
+    assert [parse_frame(m) for m in got] == [parse_frame(m) for m in messages]
     assert ws.close_code == 1000
     assert ws.unframed > len(messages) // 2  # most went the fast way
     assert peer.client_opcodes.count(Opcode.PONG.value) == pings  # every ping answered
@@ -216,7 +235,7 @@ async def test_a_message_over_max_size_is_refused_by_websockets(serve_raw: Serve
 
 
 def test_split_messages_takes_whole_simple_frames_and_stops_at_anything_else() -> None:
-    stream, messages = script(7, n=200)
+    stream, _, whole = script(7, n=200)
     taken: list[bytes] = []
     pos = 0
     while pos < len(stream):
@@ -228,8 +247,7 @@ def test_split_messages_takes_whole_simple_frames_and_stops_at_anything_else() -
             head = Frame(Opcode.TEXT, b"").serialize(mask=False)[:1]
             assert stream[pos] != head[0] or stream[pos + 1] & 0x80  # not simple
             pos += size  # a frame the splitter leaves to websockets
-    simple = [m for m in messages if m in taken]
-    assert taken == simple and taken  # in order, none invented
+    assert taken == whole  # every message sent in one frame, in order, none invented
 
 
 def test_split_messages_stops_at_an_incomplete_frame_and_an_oversized_one() -> None:
