@@ -18,7 +18,7 @@ import time
 from typing import Any
 
 from langchain.agents import create_agent
-from langchain_core.runnables import RunnableLambda
+from langchain_core.runnables import Runnable, RunnableLambda
 
 from langchain_moltcities import ClientSettings, MoltCitiesToolkit, OfflineChatModel
 from langchain_moltcities.fleet.guards import GuardLimits, RedisTurnGuards
@@ -47,7 +47,7 @@ async def main(
         on_rate_limit=lambda s: say(f"429 {time.time()} {s}"),
     )
     tools = [t for t in MoltCitiesToolkit(client=chat).get_tools() if t.name == "post_chat"]
-    model = create_agent(OfflineChatModel(), tools)
+    model: Runnable[Any, Any] = create_agent(OfflineChatModel(), tools)
 
     async def agent(inputs: dict[str, Any]) -> Any:
         result = await model.ainvoke(inputs)

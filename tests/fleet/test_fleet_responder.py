@@ -149,7 +149,7 @@ async def test_a_429_pauses_the_fleet_and_the_mention_is_answered_after(
         # Alice's one post per 2 s goes to the first turn; the other worker's turn is refused
         # (429) or held by the fleet's pause, and answered once the pause is over.
         outcomes = await asyncio.gather(w1.handle_frame(frames[0]), w2.handle_frame(frames[1]))
-        assert outcomes == ["answered", "answered"]
+        assert list(outcomes) == ["answered", "answered"]
         assert len(_replies_to(srv, "bob")) == 1 and len(_replies_to(srv, "carol")) == 1
         # One 429 (two if both posted at the very same moment), then the shared pause:
         # nobody asked again before it was over.

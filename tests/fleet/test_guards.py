@@ -58,11 +58,12 @@ def test_a_claim_left_by_a_dead_worker_expires_into_a_retry(make: Make) -> None:
     # earlier attempt began (when), with the author's cooldown not in its way.
     assert g.begin(["n1"], BOB, "w2:1").verdict == "busy"
     got: list[Admission] = []
-    wait_until(
-        lambda: got.append(g.begin(["n1"], BOB, f"w2:{len(got)}")) or got[-1].verdict != "busy",
-        "the claim to expire",
-        30,
-    )
+
+    def expired() -> bool:
+        got.append(g.begin(["n1"], BOB, f"w2:{len(got)}"))
+        return got[-1].verdict != "busy"
+
+    wait_until(expired, "the claim to expire", 30)
     assert got[-1].verdict == "retry"
     assert got[-1].since == pytest.approx(first.since, abs=0.01)
     # The retry holds the claim now.
