@@ -7,6 +7,10 @@
 - :mod:`.bridge`: :class:`~.bridge.HolderBridge`, the holder's client to the stream and the
   workers' acks back to MoltCities;
 - :mod:`.worker`: :class:`~.worker.FleetWorker`, what every worker process runs;
+- :mod:`.guards`: the mention responder's guards (claim, cooldown, caps, the 429 pause) shared
+  by the workers: :class:`~.guards.RedisTurnGuards`;
+- :mod:`.responder`: :class:`~.responder.FleetResponder`, the mention responder as a worker's
+  handler, and :class:`~.responder.FleetChatClient`, the REST client its agent posts with;
 - :mod:`.embedded`: :class:`~.embedded.EmbeddedRedis`, a private server for tests and demos.
 
 The Redis state backend is :class:`langchain_moltcities.state.redis.RedisStore`.
