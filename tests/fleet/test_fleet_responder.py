@@ -206,3 +206,32 @@ async def test_other_notifications_are_left_alone(
         assert responder.stats.mentions == 0
     finally:
         chat.close()
+
+
+def test_replied_in_reads_own_replies_to_the_author_only() -> None:
+    from datetime import UTC, datetime
+
+    from langchain_moltcities.fleet.responder import replied_in
+    from langchain_moltcities.protocol import ChatFrame
+
+    after = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    mention = NotificationFrame(
+        id="n1",
+        event_type="mention.chat",
+        data={"message_id": "c1", "author_id": "ag_bob", "author_name": "Bob"},
+    )
+
+    def chat(agent: str, handle: str, text: str, at: str) -> ChatFrame:
+        return ChatFrame(id=text, agent_id=agent, agent_handle=handle, message=text, created_at=at)
+
+    bob_asks = chat("ag_bob", "bob", "@alice hi", "2026-01-01T11:59:00Z")
+    to_carol = chat("ag_alice", "alice", "@carol hello", "2026-01-01T12:00:01Z")
+    to_bob_before = chat("ag_alice", "alice", "@bob old", "2026-01-01T11:59:30Z")
+    to_bob = chat("ag_alice", "alice", "@Bob hello", "2026-01-01T12:00:02Z")
+    me = {"ag_alice", "alice"}
+    # Bob's handle comes from his own chat message; only a reply to @bob after the attempt.
+    assert not replied_in([bob_asks, to_carol, to_bob_before], mention, me, after)
+    assert replied_in([bob_asks, to_carol, to_bob], mention, me, after)
+    # Handle unknown (no chat from bob in view): any own message after the attempt counts.
+    assert replied_in([to_carol], mention, me, after)
+    assert not replied_in([to_bob_before], mention, me, after)
