@@ -209,8 +209,7 @@ class FleetResponder(MentionResponder):
         mention = Mention.from_frame(frame, self._clock())
         own = self._own_ids()
         if mention.author_id in own or (mention.author_handle and mention.author_handle in own):
-            self._skip(mention, "own")
-            return "own"
+            return self._skipped(mention, "own")
         with self._lock:
             self.stats.mentions += 1
             self._record(ResponderEvent(self._now(), "mention", mention.author, [mention.id]))
@@ -232,15 +231,17 @@ class FleetResponder(MentionResponder):
                     return self._skipped(mention, "stale")
                 delay = min(delay * 2, self.retry_cap)
                 continue
-            if adm.verdict in ("duplicate", "cooldown"):
-                return self._skipped(mention, adm.verdict)
+            if adm.verdict == "duplicate":
+                return self._skipped(mention, "duplicate")
+            if adm.verdict == "cooldown":
+                return await self._skipped_for_good(mention, keys, "cooldown")
             if adm.verdict in ("busy", "paused", "cap"):
                 if adm.verdict == "cap" and not deferred:
                     deferred = True
                     with self._lock:
                         self.stats.deferred += 1
                 if not await self._wait_until(deadline, max(adm.wait, 0.05)):
-                    return self._skipped(mention, "stale")
+                    return await self._skipped_for_good(mention, keys, "stale")
                 continue
             if adm.verdict == "retry":
                 replied = await self._replied_since(frame, adm.since or 0.0, deadline)
@@ -258,6 +259,15 @@ class FleetResponder(MentionResponder):
                 continue
             await self._finish_shared(keys, authors, token, replies)
             return "answered"
+
+    async def _skipped_for_good(self, mention: Mention, keys: list[str], why: str) -> Outcome:
+        """Skipped, and done for the fleet: handed out again (a worker killed before its ack,
+        a twin under another id), it is not answered once the cooldown or cap has passed."""
+        try:
+            await asyncio.to_thread(self.guards.done, keys, why)
+        except SharedGuardsError as exc:
+            _log.warning("fleet: %s", exc)
+        return self._skipped(mention, why)
 
     def _skipped(self, mention: Mention, why: str) -> Outcome:
         with self._lock:

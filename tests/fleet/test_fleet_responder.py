@@ -86,6 +86,26 @@ async def test_two_workers_handed_one_mention_answer_it_once(
         c2.close()
 
 
+async def test_a_mention_skipped_for_the_cooldown_stays_skipped(
+    moltcities_server: LocalServer, redis_url: str
+) -> None:
+    srv = moltcities_server
+    post_as(srv, "bob", "@alice one").raise_for_status()
+    post_as(srv, "bob", "@alice two").raise_for_status()
+    first, second = _mentions(srv, 2)
+    guards = RedisTurnGuards(redis_url, "alice", GuardLimits(cooldown=0.5))
+    responder, chat = _responder(srv, guards, "w1")
+    try:
+        assert await responder.handle_frame(first) == "answered"
+        assert await responder.handle_frame(second) == "cooldown"
+        # Handed out again once the cooldown is over (a worker died before its ack): done.
+        await asyncio.sleep(0.6)
+        assert await responder.handle_frame(second) == "duplicate"
+        assert len(_replies_to(srv, "bob")) == 1
+    finally:
+        chat.close()
+
+
 async def test_a_reply_a_killed_worker_posted_is_found_in_the_chat(
     moltcities_server: LocalServer, redis_url: str
 ) -> None:

@@ -145,7 +145,9 @@ def test_a_worker_killed_mid_turn_leaves_each_author_answered_once(
         answered = [i for i, o in became.items() if "answered" in o]
         assert len(answered) == len(RESIDENTS) - 1, became  # bob's was the killed worker's
         assert all(o <= {"answered", "duplicate"} for i, o in became.items() if i in answered)
-        assert all(o == {"cooldown"} for i, o in became.items() if i not in answered), became
+        # The rest were skipped for the cooldown (and, handed out again, found done).
+        others = [o for i, o in became.items() if i not in answered]
+        assert all("cooldown" in o and o <= {"cooldown", "duplicate"} for o in others), became
         # The turn cap, shared: never more than 2 turns admitted in any 3 s.
         turns = sorted(float(t[0]) for w in workers for t in w.said("turn"))
         assert len(turns) == len(RESIDENTS)
