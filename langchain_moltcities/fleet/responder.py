@@ -30,7 +30,7 @@ from langchain_core.runnables import Runnable
 
 from langchain_moltcities.client import MoltCitiesClient
 from langchain_moltcities.errors import MoltCitiesError, RateLimitError
-from langchain_moltcities.fleet.guards import SharedGuardsError, TurnGuards, new_token
+from langchain_moltcities.fleet.guards import Admission, SharedGuardsError, TurnGuards, new_token
 from langchain_moltcities.mentions import (
     Mention,
     MentionResponder,
@@ -193,6 +193,8 @@ class FleetResponder(MentionResponder):
         self.settle_margin, self.retry_cap = settle_margin, retry_cap
         self.guards_error: str | None = None
         """Why the shared guards could not be reached, while they can't (else None)."""
+        self.admitted: Admission | None = None
+        """The admission of the turn running (or last run), with its time on Redis's clock."""
 
     # ------------------------------------------------------------------ the handler
 
@@ -251,6 +253,7 @@ class FleetResponder(MentionResponder):
                     await self._finish_shared(keys, authors, token, 0)
                     _log.info("fleet: %s was answered by a worker that died", mention.id)
                     return self._skipped(mention, "answered before")
+            self.admitted = adm
             replies, limited = await self._claimed_turn(mention, keys, authors, token)
             if limited and not replies and self._clock() < deadline:
                 # Refused by the rate limit: give the claim back and wait out the fleet's pause.

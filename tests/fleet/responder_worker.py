@@ -4,9 +4,9 @@ the API key on stdin (never on a command line).
 
 Prints ``ready``; ``holder on|off``; ``outcome <chat message id> <outcome>`` when its handler
 is done with a mention (the worker acks it right after); ``429 <epoch> <seconds>`` for each
-rate limit its posts met; ``turn <epoch>`` when a turn is admitted, ``ended`` when it ends.
-A mention whose text holds ``STALL`` stalls its turn after the reply is posted (``stalled``),
-for the test to kill.
+rate limit its posts met; ``turn <epoch>`` when a turn is admitted (Redis's clock), ``ended``
+when it ends. A mention whose text holds ``STALL`` stalls its turn after the reply is posted
+(``stalled``), for the test to kill.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ async def main(
 ) -> None:
     api_key = sys.stdin.readline().strip()
     limits = GuardLimits(
-        cooldown=float(cooldown), max_turns=int(max_turns), window=float(window), claim_ttl=2.0
+        cooldown=float(cooldown), max_turns=int(max_turns), window=float(window), claim_ttl=10.0
     )
     guards = RedisTurnGuards(redis_url, "alice", limits)
     chat = FleetChatClient(
@@ -60,7 +60,9 @@ async def main(
 
     def on_event(e: ResponderEvent) -> None:
         if e.kind == "turn_start":
-            say(f"turn {time.time()}")
+            admitted = responder.admitted
+            assert admitted is not None and admitted.since is not None
+            say(f"turn {admitted.since}")  # on Redis's clock, as the cap counts
         elif e.kind == "turn_end":
             say("ended")
 

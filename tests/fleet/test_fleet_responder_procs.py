@@ -151,8 +151,8 @@ def test_a_worker_killed_mid_turn_leaves_each_author_answered_once(
         # The turn cap, shared: never more than 2 turns admitted in any 3 s.
         turns = sorted(float(t[0]) for w in workers for t in w.said("turn"))
         assert len(turns) == len(RESIDENTS)
-        slack = 1.0  # between Redis admitting a turn and the worker printing it
-        assert all(b - a >= window - slack for a, b in zip(turns, turns[2:], strict=False)), turns
+        # (A retried turn keeps its first admission time: none here.)
+        assert all(b - a >= window for a, b in zip(turns, turns[2:], strict=False)), turns
     finally:
         for w in workers:
             w.stop()
