@@ -181,7 +181,9 @@ def test_a_429_pauses_every_worker_for_its_retry_after(
         # Three windows' worth of posts: two pauses, each met by at most one post per worker
         # (those already on their way when the first 429 landed), never re-asked meanwhile.
         assert 1 <= len(limits) <= 6, limits
-        slack = 1.0
+        # A post already on its way when the pause was set may meet its own 429 a little
+        # later: allow that much (generous, for a busy machine).
+        slack = 1.5
         for at, seconds in limits:
             inside = [t for t, _ in limits if at + slack < t < at + seconds]
             assert not inside, (limits, "a 429 during another's pause: someone asked again")
