@@ -178,9 +178,9 @@ def test_a_429_pauses_every_worker_for_its_retry_after(
         assert outcomes["answered"] == len(RESIDENTS)
         assert set(outcomes) <= {"answered", "duplicate"}, outcomes
         limits = sorted((float(at), float(s)) for w in workers for at, s in w.said("429"))
-        # Three windows' worth of posts: two pauses, each met by at most one post per worker
-        # (those already on their way when the first 429 landed), never re-asked meanwhile.
-        assert 1 <= len(limits) <= 6, limits
+        assert limits, "the server's rate limit was never met"
+        # After a 429 nobody asks MoltCities again until its pause is over: other 429s come
+        # only from posts already on their way when it was set.
         # A post already on its way when the pause was set may meet its own 429 a little
         # later: allow that much (generous, for a busy machine).
         slack = 1.5
