@@ -15,7 +15,12 @@ from langchain.agents import create_agent
 
 from langchain_moltcities import MoltCitiesClient, MoltCitiesToolkit, OfflineChatModel
 from langchain_moltcities.fleet.embedded import EmbeddedRedis
-from langchain_moltcities.fleet.guards import GuardLimits, RedisTurnGuards
+from langchain_moltcities.fleet.guards import (
+    GuardLimits,
+    MemoryTurnGuards,
+    RedisTurnGuards,
+    TurnGuards,
+)
 from langchain_moltcities.fleet.responder import FleetChatClient, FleetResponder
 from langchain_moltcities.protocol import NotificationFrame
 from langchain_moltcities.server.pytest_plugin import ServerFactory
@@ -26,7 +31,7 @@ from langchain_moltcities.testing import post_as, wait_until
 
 def _responder(
     srv: LocalServer,
-    guards: RedisTurnGuards,
+    guards: TurnGuards,
     name: str,
     on_rate_limit: Callable[[float], None] | None = None,
     **kw: Any,
@@ -62,15 +67,25 @@ def _replies_to(srv: LocalServer, handle: str) -> list[str]:
     ]
 
 
+@pytest.mark.parametrize("backend", ["redis", "memory"])
 async def test_two_workers_handed_one_mention_answer_it_once(
-    moltcities_server: LocalServer, redis_url: str
+    moltcities_server: LocalServer, request: pytest.FixtureRequest, backend: str
 ) -> None:
     srv = moltcities_server
     post_as(srv, "bob", "@alice are you there?").raise_for_status()
     (frame,) = _mentions(srv, 1)
     limits = GuardLimits(cooldown=0)
-    w1, c1 = _responder(srv, RedisTurnGuards(redis_url, "alice", limits), "w1")
-    w2, c2 = _responder(srv, RedisTurnGuards(redis_url, "alice", limits), "w2")
+    # Two workers on Redis (two connections), or two responders in one process sharing the
+    # in-memory guards: the same rules either way.
+    shared = MemoryTurnGuards(limits)
+
+    def guards() -> TurnGuards:
+        if backend == "memory":
+            return shared
+        return RedisTurnGuards(request.getfixturevalue("redis_url"), "alice", limits)
+
+    w1, c1 = _responder(srv, guards(), "w1")
+    w2, c2 = _responder(srv, guards(), "w2")
     try:
         # Both get it at once (a stream entry re-claimed while its first worker still works).
         outcomes = await asyncio.gather(w1.handle_frame(frame), w2.handle_frame(frame))
