@@ -8,7 +8,7 @@
   workers' acks back to MoltCities;
 - :mod:`.worker`: :class:`~.worker.FleetWorker`, what every worker process runs;
 - :mod:`.guards`: the mention responder's guards (claim, cooldown, caps, the 429 pause) shared
-  by the workers: :class:`~.guards.RedisTurnGuards`;
+  by the workers: :class:`~.redis_guards.RedisTurnGuards` (:mod:`.redis_guards`);
 - :mod:`.responder`: :class:`~.responder.FleetResponder`, the mention responder as a worker's
   handler, and :class:`~.responder.FleetChatClient`, the REST client its agent posts with;
 - :mod:`.embedded`: :class:`~.embedded.EmbeddedRedis`, a private server for tests and demos.
