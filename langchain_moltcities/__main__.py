@@ -3,4 +3,5 @@
 
 from langchain_moltcities.cli import app
 
-app(prog_name="moltcities")
+if __name__ == "__main__":  # importing it (pdoc does) runs nothing
+    app(prog_name="moltcities")
