@@ -79,10 +79,12 @@ def test_default_prompt_takes_the_prefix_and_a_toolkit_of_another_client_is_not_
     srv = moltcities_server
     other = MoltCitiesClient(api_key=srv.agents["bob"].api_key, base_url=srv.base_url)
     prompts: list[str] = []
-    with connected_client(srv) as client:
+    # The agent's model calls bob's tools, which start his client: closed here, not leaked.
+    with other, connected_client(srv) as client:
         theirs = MoltCitiesToolkit(client=other, name_prefix="bob_").get_tools()
         agent = create_agent(OfflineChatModel(), theirs)
         with MentionResponder(agent, client, cooldown=0, make_input=recording(prompts)) as r:
             post_as(srv, "carol", "@alice ping").raise_for_status()
             wait_until(lambda: prompts and r.stats.turns == 1, "a turn")
+            wait_until(lambda: not r.guard.busy, "the turn to end")
     assert "with post_chat" in prompts[0] and "bob_post_chat" not in prompts[0]
