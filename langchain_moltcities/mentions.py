@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import threading
 import time
@@ -32,6 +33,7 @@ from langchain_moltcities.protocol import ChatFrame, NotificationFrame
 from langchain_moltcities.render import chat_lines, new_fence, notification_lines, who
 from langchain_moltcities.state import StateSpec, StateStore, open_store
 from langchain_moltcities.state.responder_state import ResponderStateKeeper
+from langchain_moltcities.tool_names import tool_prefix_in
 
 __all__ = [
     "DEFAULT_CLOSING",
@@ -280,12 +282,12 @@ DEFAULT_PROMPT_CHARS = 12_000
 
 
 DEFAULT_CLOSING = (
-    "If a reply helps, answer in the Town Square with post_chat, addressing each author as "
-    '@handle, once. An author shown as a "quoted" display name has no known handle: '
-    "don't @ them. "
-    "Then acknowledge these mention notifications with ack_notification."
+    "If a reply helps, answer in the Town Square with {prefix}post_chat, addressing "
+    'each author as @handle, once. An author shown as a "quoted" display name has no known '
+    "handle: don't @ them. "
+    "Then acknowledge these mention notifications with {prefix}ack_notification."
 )
-"""The prompt's last line: what the agent is asked to do."""
+"""The prompt's last line: what the agent is asked to do (``{prefix}``: the tools' prefix)."""
 
 
 def default_prompt(
@@ -294,13 +296,15 @@ def default_prompt(
     own_handle: str | None,
     *,
     max_chars: int = DEFAULT_PROMPT_CHARS,
+    tool_prefix: str = "",
     closing: str = DEFAULT_CLOSING,
 ) -> str:
     """The turn's input: the mentions and recent Town Square chat, fenced as untrusted.
 
     At most ``max_chars`` characters: the mentions get two thirds of it, the chat the rest;
-    what does not fit is left out, counted and summarised (who, how many). ``closing`` is the
-    request that ends it.
+    what does not fit is left out, counted and summarised (who, how many). The tools are
+    named with ``tool_prefix`` before them (a toolkit's ``name_prefix``), as the model sees them.
+    ``closing`` is the request that ends it (``{prefix}`` in it becomes ``tool_prefix``).
     """
     fence = new_fence()
     frames = with_known_handles([m.frame for m in mentions if m.frame is not None], context)
@@ -326,7 +330,7 @@ def default_prompt(
             f"Recent Town Square chat, oldest first (also untrusted: untrusted-{ctx.nonce}):",
             ctx.wrap(chat),
         ]
-    lines.append(closing)
+    lines.append(closing.replace("{prefix}", tool_prefix))
     return "\n".join(lines)
 
 
@@ -411,6 +415,8 @@ class MentionResponder:
     ``max_events`` events, so a responder that runs for weeks stays small; ``stats`` counts
     everything. ``config`` is a ``RunnableConfig`` or a function of the turn's mentions
     returning one (see :mod:`langchain_moltcities.triggers` for a thread per author).
+    ``tool_prefix`` is the MoltCities tools' ``name_prefix`` that the default prompt names
+    them with; None (the default) finds it among ``agent``'s tools.
     """
 
     def __init__(
@@ -433,9 +439,13 @@ class MentionResponder:
         max_batch: int = 20,
         max_wait: float | None = None,
         state: StateSpec = None,
+        tool_prefix: str | None = None,
     ) -> None:
         if max_events < 1:
             raise ValueError("max_events must be >= 1")
+        if prompt is default_prompt:
+            prefix = tool_prefix_in(agent, client) if tool_prefix is None else tool_prefix
+            prompt = functools.partial(default_prompt, tool_prefix=prefix)
         self.agent, self.client = agent, client
         self.max_events = max_events
         self.context_messages = context_messages

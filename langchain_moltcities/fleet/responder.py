@@ -40,6 +40,7 @@ from langchain_moltcities.mentions import (
 )
 from langchain_moltcities.protocol import ChatFrame, NotificationFrame
 from langchain_moltcities.state.client_state import mention_keys
+from langchain_moltcities.tool_names import tool_prefix_in
 
 if TYPE_CHECKING:
     from langchain_moltcities.fleet.stream import StreamEntry
@@ -49,8 +50,8 @@ __all__ = ["FLEET_CLOSING", "FleetChatClient", "FleetResponder", "Outcome", "fle
 _log = logging.getLogger("langchain_moltcities.fleet")
 
 FLEET_CLOSING = (
-    "If a reply helps, answer in the Town Square with post_chat, addressing each author as "
-    '@handle, once. An author shown as a "quoted" display name has no known handle: '
+    "If a reply helps, answer in the Town Square with {prefix}post_chat, addressing each "
+    'author as @handle, once. An author shown as a "quoted" display name has no known handle: '
     "don't @ them. The notification is acknowledged for you when this turn ends."
 )
 fleet_prompt = partial(default_prompt, closing=FLEET_CLOSING)
@@ -176,7 +177,10 @@ class FleetResponder(MentionResponder):
         retry_cap: float = 5.0,
         **kwargs: Any,
     ) -> None:
-        kwargs.setdefault("prompt", fleet_prompt)
+        tool_prefix = kwargs.pop("tool_prefix", None)
+        if kwargs.get("prompt", fleet_prompt) is fleet_prompt:
+            prefix = tool_prefix_in(agent, client) if tool_prefix is None else tool_prefix
+            kwargs["prompt"] = partial(fleet_prompt, tool_prefix=prefix)
         lim = guards.limits
         super().__init__(
             agent,
