@@ -95,6 +95,9 @@ class WorkStream:
         self._redis: aioredis.Redis = aioredis.Redis.from_url(url, decode_responses=True)
         self._response_error: type[BaseException] = aioredis.ResponseError
         self._group_ready = False
+        # Per consumer, where its next XAUTOCLAIM scan starts: entries handed back (release)
+        # and left pending must not hide the ones behind them from every scan.
+        self._claim_from: dict[str, str] = {}
         self._ack = self._redis.register_script(_ACK)
         self._append = self._redis.register_script(_APPEND)
 
@@ -195,9 +198,10 @@ class WorkStream:
             self.group,
             consumer,
             min_idle_time=int(self.visibility_timeout * 1000),
-            start_id="0-0",
+            start_id=self._claim_from.get(consumer, "0-0"),
             count=count,
         )
+        self._claim_from[consumer] = str(reply[0])
         claimed: list[tuple[str, dict[str, str] | None]] = reply[1]
         out += [self._entry(eid, fields, claimed=True) for eid, fields in claimed if fields]
         if len(out) < count:
@@ -225,6 +229,58 @@ class WorkStream:
         for e in entries:
             args += [e.entry_id, e.frame.id]
         return int(await self._ack(keys=[self.key, self.acks_key], args=args))
+
+    async def release(self, consumer: str, entries: list[StreamEntry]) -> None:
+        """Hand back entries ``consumer`` read but will not handle (e.g. not the event types
+        its agent asked for): they can be claimed by any worker at once (``XCLAIM ... IDLE``)
+        instead of after the visibility timeout."""
+        if entries:
+            await self._redis.xclaim(
+                self.key,
+                self.group,
+                consumer,
+                0,
+                [e.entry_id for e in entries],
+                idle=int(self.visibility_timeout * 1000) + 1,
+                justid=True,
+            )
+
+    def _shown_key(self, entry_id: str) -> str:
+        return agent_key(self.prefix, self.identity, "shown", entry_id)
+
+    async def mark_shown(self, entries: list[StreamEntry]) -> None:
+        """Note that an agent saw these (expires with ``dedupe_ttl``), so a worker that claims
+        one later can say it is shown again, not for the first time."""
+        if entries:
+            pipe = self._redis.pipeline(transaction=False)
+            for e in entries:
+                pipe.set(self._shown_key(e.entry_id), "1", px=int(self.dedupe_ttl * 1000))
+            await pipe.execute()
+
+    async def shown_before(self, entries: list[StreamEntry]) -> set[str]:
+        """Entry ids among ``entries`` that an agent saw before (see :meth:`mark_shown`)."""
+        if not entries:
+            return set()
+        pipe = self._redis.pipeline(transaction=False)
+        for e in entries:
+            pipe.exists(self._shown_key(e.entry_id))
+        found = await pipe.execute()
+        return {e.entry_id for e, n in zip(entries, found, strict=True) if n}
+
+    async def waiting(self) -> int:
+        """Entries no worker has read yet (the group's lag; 0 when the server cannot say)."""
+        await self.ensure_group()
+        groups: Any = await self._redis.xinfo_groups(self.key)
+        for g in groups:
+            if g.get("name") == self.group:
+                return int(g.get("lag") or 0)
+        return 0
+
+    async def forward_acks(self, ids: list[str]) -> None:
+        """Queue MoltCities ids for the holder to ack without a stream entry to settle (ids
+        this worker never read from the stream)."""
+        if ids:
+            await self._redis.rpush(self.acks_key, *ids)
 
     async def pending(self) -> int:
         """Entries read by some worker and not yet acked."""
