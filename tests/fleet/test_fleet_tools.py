@@ -1,0 +1,229 @@
+"""The MoltCities tools in every worker of a fleet (FleetClient), on both server dialects.
+
+Real worker processes, a real Redis-compatible server, the local MoltCities server; the holder
+killed with SIGKILL. The books: every notification shown to one worker's agent and acked on the
+server (one shown again only after the worker that had it died, and then flagged), and every
+Town Square message read by every worker.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from langchain_core.tools import BaseTool
+
+from langchain_moltcities import MoltCitiesToolkit
+from langchain_moltcities.fleet import FleetClient
+from langchain_moltcities.fleet.embedded import EmbeddedRedis
+from langchain_moltcities.server.pytest_plugin import ServerFactory
+from langchain_moltcities.server.runner import LocalServer
+from langchain_moltcities.testing import SETTINGS, post_as, wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class ToolsWorker:
+    """A tools_worker process; its lines gathered by a thread as they come."""
+
+    def __init__(self, srv: LocalServer, redis_url: str, name: str) -> None:
+        identity = srv.agents["alice"].id
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.fleet.tools_worker", srv.base_url, redis_url,
+             identity, name],
+            cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            env=os.environ | {"PYTHONPATH": str(ROOT)},
+        )  # fmt: skip
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(srv.agents["alice"].api_key + "\n")
+        self.proc.stdin.close()
+        self.lines: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.strip())
+
+    def said(self, what: str) -> list[list[str]]:
+        return [ln.split()[1:] for ln in list(self.lines) if ln.startswith(what + " ")]
+
+    @property
+    def holding(self) -> bool:
+        said = self.said("holder")
+        return bool(said) and said[-1] == ["on"]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+
+
+def _server_books(srv: LocalServer) -> Callable[[], list[tuple[str, bool]]]:
+    """(notification id, marked done on the server): acked (documented) or read (live)."""
+    alice = srv.agents["alice"].id
+    return lambda: srv._call(
+        lambda: [(n.id, n.acked or n.read) for n in srv.state.notifications[alice]]
+    )
+
+
+def _chat_ids(srv: LocalServer) -> set[str]:
+    return set(srv._call(lambda: [m.id for m in srv.state.chat]))
+
+
+@pytest.mark.parametrize("mode", ["documented", "live"])
+def test_tools_in_three_workers_holder_killed(
+    mode: str, moltcities_server_factory: ServerFactory, redis_url: str
+) -> None:
+    srv = moltcities_server_factory(mode=mode)
+    workers = [ToolsWorker(srv, redis_url, f"w{i}") for i in range(3)]
+    books = _server_books(srv)
+    try:
+        wait_until(lambda: sum(w.holding for w in workers) == 1, "one holder", timeout=60)
+        first = next(w for w in workers if w.holding)
+        for i in range(12):
+            srv.notify("alice", "inbox.message", {"message_id": f"a{i}", "preview": f"#{i}"})
+        for i in range(3):
+            post_as(srv, "bob", f"before the kill {i}").raise_for_status()
+        wait_until(lambda: sum(len(w.said("acked")) for w in workers) >= 4, "traffic", 60)
+        first.proc.kill()  # SIGKILL: no release, no goodbye
+        first.proc.wait(timeout=30)
+        survivors = [w for w in workers if w is not first]
+        for i in range(12):
+            srv.notify("alice", "inbox.message", {"message_id": f"b{i}", "preview": f"#{i}"})
+        for i in range(3):
+            post_as(srv, "carol", f"after the kill {i}").raise_for_status()
+        wait_until(lambda: any(w.holding for w in survivors), "a new holder", timeout=60)
+        wait_until(
+            lambda: len(books()) == 24 and all(done for _, done in books()),
+            "every notification acked on the server",
+            timeout=90,
+        )
+        assert sum(w.holding for w in survivors) == 1
+        ids = {i for i, _ in books()}
+        shown = [(w, row) for w in workers for row in w.said("shown")]
+        assert ids == {row[0] for _, row in shown}  # each reached a worker's tool
+        # Exactly one worker's agent each, except what the killed worker was shown and had
+        # not acked yet: a survivor claimed it after the visibility timeout, flagged.
+        counts = Counter(row[0] for _, row in shown)
+        died_with = {r[0] for r in first.said("shown")} - {r[0] for r in first.said("acked")}
+        for nid, n in counts.items():
+            assert n == 1 or nid in died_with, (nid, n)
+        for nid in died_with:
+            again = [row for w, row in shown if w is not first and row[0] == nid]
+            assert again and again[0][1] == "1", (nid, again)
+        for w in survivors:  # what a survivor was shown it acked
+            assert {r[0] for r in w.said("shown")} == {r[0] for r in w.said("acked")}
+        # Chat is broadcast: every survivor's agent read every message.
+        posted = _chat_ids(srv)
+        assert len(posted) == 6
+        for w in survivors:
+            wait_until(
+                lambda w=w: posted <= {r[0] for r in w.said("chat")},  # type: ignore[misc]
+                f"{w.proc.args[-1]} to read all the chat",  # type: ignore[index]
+                timeout=30,
+            )
+            assert len(w.said("chat")) == len({r[0] for r in w.said("chat")})  # none twice
+        assert all(w.proc.poll() is None for w in survivors)
+    finally:
+        for w in workers:
+            w.stop()
+
+
+@pytest.fixture
+def holder(moltcities_server: LocalServer, redis_url: str) -> Iterator[FleetClient]:
+    """A FleetClient holding alice's sockets in this process."""
+    srv = moltcities_server
+    client = FleetClient(
+        srv.agents["alice"].api_key, srv.base_url, redis_url=redis_url,
+        identity=srv.agents["alice"].id, name="holder", lease_ttl=1.0, settings=SETTINGS,
+    )  # fmt: skip
+    client.start()
+    wait_until(lambda: client.holding, "the holder to hold", 30)
+    wait_until(
+        lambda: client.status().channels["personal"].state == "connected",
+        "its sockets to connect",
+        30,
+    )
+    yield client
+    client.close()
+
+
+def _worker_tools(
+    srv: LocalServer, redis_url: str, **kw: object
+) -> tuple[FleetClient, dict[str, BaseTool]]:
+    client = FleetClient(
+        srv.agents["alice"].api_key, srv.base_url, redis_url=redis_url,
+        identity=srv.agents["alice"].id, name="worker", hold=False, settings=SETTINGS,
+        **kw,  # type: ignore[arg-type]
+    )  # fmt: skip
+    tools = MoltCitiesToolkit(client=client, first_read_wait=0).get_tools()
+    return client, {t.name: t for t in tools}
+
+
+def _call(tool: BaseTool, **args: object) -> tuple[str, dict[str, object]]:
+    msg = tool.invoke({"name": tool.name, "args": args, "id": "c", "type": "tool_call"})
+    return str(msg.content), msg.artifact
+
+
+def test_a_worker_that_does_not_hold_posts_filters_and_subscribes(
+    moltcities_server: LocalServer, redis_url: str, holder: FleetClient
+) -> None:
+    srv = moltcities_server
+    client, tools = _worker_tools(srv, redis_url)
+    try:
+        text, _ = _call(tools["post_chat"], message="hello from a worker without a socket")
+        assert "Posted to the Town Square" in text
+        assert "hello from a worker without a socket" in [
+            m.message for m in srv._call(lambda: list(srv.state.chat))
+        ]
+        assert not client.holding
+        text, _ = _call(tools["set_subscriptions"], events=["mention", "inbox.message"])
+        assert "confirmed by the server" in text, text
+        srv.notify("alice", "inbox.message", {"message_id": "m1", "preview": "a message"})
+        post_as(srv, "bob", "@alice are you there?").raise_for_status()
+
+        def of_type(kind: str) -> list[str]:
+            _, art = _call(tools["check_notifications"], event_types=[kind])
+            return [str(n["event_type"]) for n in art["notifications"]]  # type: ignore[attr-defined]
+
+        got: list[str] = []
+        wait_until(lambda: got.extend(of_type("mention")) or got, "the mention", 30)
+        assert got and all("mention" in t for t in got), got
+        # The message read alongside was handed back, not lost: the next read has it.
+        rest: list[str] = []
+        wait_until(lambda: rest.extend(of_type("inbox.message")) or rest, "the message", 30)
+        assert rest == ["inbox.message"]
+        text, _ = _call(tools["read_town_square"])
+        assert "are you there?" in text and "untrusted-" in text
+        # Ids it never saw are refused with a way out; known ones are acked.
+        text = tools["ack_notification"].invoke({"notification_id": ["notif_nope"]})
+        assert "Unknown notification id" in text and "check_notifications" in text, text
+    finally:
+        client.close()
+
+
+def test_redis_down_is_a_clear_tool_error(
+    moltcities_server: LocalServer, redis_factory: Callable[..., EmbeddedRedis]
+) -> None:
+    server = redis_factory()
+    client, tools = _worker_tools(moltcities_server, server.url)
+    try:
+        client.start()
+        server.stop()
+        text = tools["check_notifications"].invoke({})
+        assert "did not answer" in text and "try again" in text, text
+        assert "redis://127.0.0.1" in text
+    finally:
+        client.close()
