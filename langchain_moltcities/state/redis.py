@@ -67,7 +67,9 @@ def redact_url(url: str) -> str:
 
 def agent_key(prefix: str, agent_id: str, *rest: str) -> str:
     """``prefix:{agent_id}:rest...``: the braces are a Cluster hash tag (one slot per agent)."""
-    safe = agent_id.replace("{", "(").replace("}", ")")
+    # An empty tag ("{}") is no tag to a Cluster: the key would hash whole, and a transaction
+    # over the store-wide index (agent id "") would span slots.
+    safe = agent_id.replace("{", "(").replace("}", ")") or "~index"
     return ":".join((prefix, "{" + safe + "}", *rest))
 
 
@@ -236,6 +238,27 @@ class RedisStore(StateStore):
         pending = self._retry + batch
         if not pending:
             return None
+        # One transaction per agent: each agent's keys share one Cluster slot, two agents'
+        # need not (a transaction spanning slots fails on a Cluster).
+        by_agent: dict[str, list[tuple[str, list[Op]]]] = {}
+        for item in pending:
+            by_agent.setdefault(item[0], []).append(item)
+        failed: list[tuple[str, list[Op]]] = []
+        error: BaseException | None = None
+        for group in by_agent.values():
+            exc = self._write_one(group)
+            if exc is not None:
+                failed += group
+                error = exc
+        if error is not None:
+            self._hold_back(failed, error)
+            return error
+        if self._error is not None:
+            _log.warning("state %s: Redis answers again; held-back writes sent", self.location)
+        self._retry, self._error = [], None
+        return None
+
+    def _write_one(self, pending: list[tuple[str, list[Op]]]) -> BaseException | None:
         touched: set[tuple[str, str]] = set()
         keys: set[str] = set()
         pipe = self._redis.pipeline(transaction=True)
@@ -270,11 +293,7 @@ class RedisStore(StateStore):
         try:
             pipe.execute()
         except self._errors as exc:
-            self._hold_back(pending, exc)
             return exc
-        if self._error is not None:
-            _log.warning("state %s: Redis answers again; held-back writes sent", self.location)
-        self._retry, self._error = [], None
         return None
 
     def _hold_back(self, pending: list[tuple[str, list[Op]]], exc: BaseException) -> None:
