@@ -17,6 +17,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from langchain_moltcities.catchup import UNMATCHABLE_REST_TYPES, oldest_first
 from langchain_moltcities.errors import MoltCitiesError
 from langchain_moltcities.fleet.stream import WorkStream
 from langchain_moltcities.fleet.town import TownItem, TownStream
@@ -53,6 +54,8 @@ class HolderBridge:
         self._unsent_town: list[TownItem] = []
         self._applied = 0  # the subscription version this holder's client was given
         self._next_status = 0.0
+        self._caught_up = False
+        self._next_catch_up = 0.0
         self.appended = 0
         self.acks_sent = 0
         self.town_appended = 0
@@ -98,7 +101,31 @@ class HolderBridge:
         except Exception as exc:
             _log.warning("fleet: holder status round failed (%s)", exc)
 
+    async def _catch_up(self) -> None:
+        """Once per holder: the unread messages and guestbook entries listed over REST.
+
+        The live server pushes at most once: what it pushed onto the old holder's dying
+        socket is not pushed again, but stays unread in the REST list. Items the stream has
+        already are skipped by their REST id (see :mod:`.stream`); job events are left out
+        (their REST ids can't be tied to the socket's, so they would come twice).
+        """
+        if self._caught_up or time.monotonic() < self._next_catch_up:
+            return
+        try:
+            page = await self.client.alist_notifications(unread=True, limit=100)
+        except MoltCitiesError as exc:
+            self._next_catch_up = time.monotonic() + 1.0
+            _log.warning("fleet: REST catch-up of unread notifications failed (%s)", exc)
+            return
+        self._caught_up = True
+        self._unsent += [
+            (item.to_notification(), False)
+            for item in oldest_first(page.notifications)
+            if item.type not in UNMATCHABLE_REST_TYPES
+        ]
+
     async def _pump_notifications(self) -> int:
+        await self._catch_up()
         if len(self._unsent) < MAX_UNSENT:
             got = self.client.read_notifications(limit=MAX_UNSENT - len(self._unsent))
             self._unsent += [(n, n.id in got.redelivered) for n in got.items]
@@ -106,13 +133,12 @@ class HolderBridge:
         while self._unsent:
             batch = self._unsent[:500]
             try:
-                await self.stream.append_many(batch)
+                self.appended += await self.stream.append_many(batch)  # new ones only
             except Exception as exc:  # Redis down: keep them all, try next round
                 _log.warning("fleet: appending to %s failed (%s)", self.stream.key, exc)
                 break
             del self._unsent[: len(batch)]
             moved += len(batch)
-        self.appended += moved
         try:
             ids = await self.stream.peek_acks()
         except Exception as exc:

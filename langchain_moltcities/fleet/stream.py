@@ -15,6 +15,7 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from langchain_moltcities.acks import rest_aliases
 from langchain_moltcities.errors import MoltCitiesError
 from langchain_moltcities.protocol import NotificationFrame
 from langchain_moltcities.recovered import chat_key
@@ -34,13 +35,16 @@ end
 return false
 """
 
-# KEYS: stream, ack list. ARGV: group, then (entry id, MoltCities id) pairs. Queues an id for
-# the holder only if this XACK is the one that settled the entry.
+# KEYS: stream, ack list. ARGV: group, then (entry id, MoltCities id, REST id or "") triples.
+# Queues the ids for the holder only if this XACK is the one that settled the entry.
 _ACK = """
 local n = 0
-for i = 2, #ARGV, 2 do
+for i = 2, #ARGV, 3 do
   if redis.call('XACK', KEYS[1], ARGV[1], ARGV[i]) == 1 then
     redis.call('RPUSH', KEYS[2], ARGV[i + 1])
+    if ARGV[i + 2] ~= '' then
+      redis.call('RPUSH', KEYS[2], ARGV[i + 2])
+    end
     n = n + 1
   end
 end
@@ -48,12 +52,28 @@ return n
 """
 
 
+def _rest_id(frame: NotificationFrame) -> str:
+    """The REST id that marks a live-dialect notification read ("" for none or documented).
+
+    The live server's socket ack marks nothing read; a holder that never received the item
+    (its predecessor did) could not tell the REST id from the socket id alone.
+    """
+    if frame.agent_id is None:
+        return ""  # documented: the socket ack marks it read
+    aliases = rest_aliases(frame)
+    return aliases[0] if aliases else ""
+
+
 def _item_key(frame: NotificationFrame) -> str:
     """What makes two notifications one item: a chat mention is known by its chat message,
     whether the server raised it or a client recovered it from the chat (a new holder may see
-    both, under two ids)."""
+    both, under two ids); a live message or guestbook entry by its REST id."""
     cid = frame.chat_message_id if frame.is_mention else None
-    return chat_key(cid) if cid else frame.id
+    if cid:
+        return chat_key(cid)
+    # A live socket item and the same item listed over REST (a new holder's catch-up) have
+    # two ids; the REST id is the one both know.
+    return _rest_id(frame) or frame.id
 
 
 @dataclass(frozen=True)
@@ -218,7 +238,8 @@ class WorkStream:
         return StreamEntry(entry_id, frame, fields.get("redelivery") == "1", claimed)
 
     async def ack(self, entries: list[StreamEntry]) -> int:
-        """Done with these: XACK them and queue their MoltCities ids for the holder to send.
+        """Done with these: XACK them and queue their MoltCities ids (and a live item's REST
+        id) for the holder to send.
 
         Atomic per call, and an entry already acked (by a worker that claimed it too) is not
         queued again. Returns how many this call acked.
@@ -227,7 +248,7 @@ class WorkStream:
             return 0
         args: list[str] = [self.group]
         for e in entries:
-            args += [e.entry_id, e.frame.id]
+            args += [e.entry_id, e.frame.id, _rest_id(e.frame)]
         return int(await self._ack(keys=[self.key, self.acks_key], args=args))
 
     async def release(self, consumer: str, entries: list[StreamEntry]) -> None:
