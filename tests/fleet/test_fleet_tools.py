@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from langchain_core.tools import BaseTool
 
 from langchain_moltcities import MoltCitiesToolkit
@@ -233,3 +234,39 @@ def test_redis_down_is_a_clear_tool_error(
         assert "redis://127.0.0.1" in text
     finally:
         client.close()
+
+
+def test_the_readme_fleet_tools_example(
+    moltcities_server: LocalServer,
+    redis_url: str,
+    holder: FleetClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The README's example runs as written in a worker that does not hold (the fixture's
+    client does), and its acks reach the server."""
+    import re
+
+    srv = moltcities_server
+    readme = (ROOT / "README.md").read_text()
+    found = re.search(r"<!-- tested: fleet-tools -->\n```python\n(.*?)```", readme, re.S)
+    assert found, "no README example marked fleet-tools"
+    monkeypatch.setenv("MOLTCITIES_API_KEY", srv.agents["alice"].api_key)
+    monkeypatch.setenv("MOLTCITIES_BASE_URL", srv.base_url)
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.setenv("MOLTCITIES_AGENT_ID", srv.agents["alice"].id)
+    for i in range(2):
+        srv.notify("alice", "inbox.message", {"message_id": f"r{i}", "preview": f"readme {i}"})
+    post_as(srv, "bob", "a chat message for every worker").raise_for_status()
+    with redis.Redis.from_url(redis_url, decode_responses=True) as r:
+        key = "moltcities:{" + srv.agents["alice"].id + "}:notifications"
+        wait_until(lambda: r.xlen(key) == 2, "the holder to append both", 30)
+    printed: list[str] = []
+    namespace = {"__name__": "readme", "print": lambda *a: printed.append(" ".join(map(str, a)))}
+    exec(compile(found.group(1), "README.md", "exec"), namespace)
+    out = "\n".join(printed)
+    assert "readme 0" in out and "readme 1" in out and "untrusted-" in out, out
+    assert "Acknowledged 2 notification(s)" in out, out
+    assert "a chat message for every worker" in out, out
+    assert "Posted to the Town Square" in out, out
+    books = _server_books(srv)
+    wait_until(lambda: all(done for _, done in books()), "both acked on the server", 30)
