@@ -28,8 +28,8 @@ import socket
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 from pydantic import SecretStr
 
@@ -47,6 +47,8 @@ from langchain_moltcities.status import ChannelStatus, ClientStatus
 from langchain_moltcities.subscriptions import SubscriptionState, expand_event_types
 
 __all__ = ["FleetClient", "FleetError"]
+
+_T = TypeVar("_T")
 
 _READ_CAP = 100  # most notifications one read takes from the stream
 _REMEMBERED = 10_000  # shown and acked ids kept to tell known ids from unknown ones
@@ -124,6 +126,9 @@ class FleetClient(MoltCitiesClient):
             if hold
             else None
         )
+        import redis
+
+        self._down: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
         self._fleet_lock = threading.Lock()
         self._shown: OrderedDict[str, StreamEntry] = OrderedDict()
         self._acked: OrderedDict[str, None] = OrderedDict()
@@ -195,13 +200,18 @@ class FleetClient(MoltCitiesClient):
             f"({type(exc).__name__}); try again in a few seconds"
         )
 
-    async def _redis(self, coro: Any) -> Any:
+    async def _redis(self, coro: Awaitable[_T]) -> _T:
         try:
             return await coro
         except MoltCitiesError:
             raise
-        except Exception as exc:
+        except self._down as exc:
             raise FleetError(self._unreachable(exc)) from None
+        except Exception as exc:  # e.g. an entry someone else wrote, malformed
+            raise FleetError(
+                f"the fleet's Redis at {self._stream.location} returned something unexpected "
+                f"({type(exc).__name__}); tell the operator (retrying may not help)"
+            ) from None
 
     # ------------------------------------------------------------------ status
 

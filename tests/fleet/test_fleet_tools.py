@@ -138,7 +138,7 @@ def test_tools_in_three_workers_holder_killed(
         for w in survivors:
             wait_until(
                 lambda w=w: posted <= {r[0] for r in w.said("chat")},  # type: ignore[misc]
-                f"{w.proc.args[-1]} to read all the chat",  # type: ignore[index]
+                "every survivor to read all the chat",
                 timeout=30,
             )
             assert len(w.said("chat")) == len({r[0] for r in w.said("chat")})  # none twice
@@ -206,11 +206,16 @@ def test_a_worker_that_does_not_hold_posts_filters_and_subscribes(
             return [str(n["event_type"]) for n in art["notifications"]]  # type: ignore[attr-defined]
 
         got: list[str] = []
-        wait_until(lambda: got.extend(of_type("mention")) or got, "the mention", 30)
+
+        def collect(into: list[str], kind: str) -> bool:
+            into.extend(of_type(kind))
+            return bool(into)
+
+        wait_until(lambda: collect(got, "mention"), "the mention", 30)
         assert got and all("mention" in t for t in got), got
         # The message read alongside was handed back, not lost: the next read has it.
         rest: list[str] = []
-        wait_until(lambda: rest.extend(of_type("inbox.message")) or rest, "the message", 30)
+        wait_until(lambda: collect(rest, "inbox.message"), "the message", 30)
         assert rest == ["inbox.message"]
         text, _ = _call(tools["read_town_square"])
         assert "are you there?" in text and "untrusted-" in text
