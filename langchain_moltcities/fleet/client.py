@@ -257,7 +257,10 @@ class FleetClient(MoltCitiesClient):
     ) -> ReadResult[NotificationFrame]:
         """Notifications for this worker's agent, through the consumer group (see module)."""
         kinds = None if event_types is None else expand_event_types(check_events(event_types))
-        count = min(check_limit(limit) or _READ_CAP, _READ_CAP)
+        wanted = check_limit(limit)
+        if wanted == 0:
+            return ReadResult()
+        count = _READ_CAP if wanted is None else min(wanted, _READ_CAP)
         return self._run(self._redis(self._aread(count, kinds)))
 
     async def _aread(self, count: int, kinds: list[str] | None) -> ReadResult[NotificationFrame]:
