@@ -17,7 +17,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from langchain_moltcities.catchup import UNMATCHABLE_REST_TYPES, oldest_first
+from langchain_moltcities.catchup import UNMATCHABLE_REST_TYPES, ChatGap, oldest_first
 from langchain_moltcities.errors import MoltCitiesError
 from langchain_moltcities.fleet.stream import WorkStream
 from langchain_moltcities.fleet.town import TownItem, TownStream
@@ -52,6 +52,7 @@ class HolderBridge:
         self.name, self.status_every = name, status_every
         self._unsent: list[tuple[NotificationFrame, bool]] = []
         self._unsent_town: list[TownItem] = []
+        self._unsent_gaps: list[ChatGap] = []
         self._applied = 0  # the subscription version this holder's client was given
         self._next_status = 0.0
         self._caught_up = False
@@ -74,6 +75,13 @@ class HolderBridge:
         if len(self._unsent_town) < MAX_UNSENT:
             got = self.client.read_town_square(limit=MAX_UNSENT - len(self._unsent_town))
             self._unsent_town += got.items
+        self._unsent_gaps += self.client.chat_gaps(unreported=True)
+        if self._unsent_gaps:
+            try:
+                await self.town.append_gaps(self._unsent_gaps[:100])
+                del self._unsent_gaps[:100]
+            except Exception as exc:  # Redis down: keep them, try next round
+                _log.warning("fleet: appending gaps to %s failed (%s)", self.town.key, exc)
         moved = 0
         while self._unsent_town:
             batch = self._unsent_town[:500]

@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 from pydantic import SecretStr
 
 from langchain_moltcities.arguments import check_events, check_ids, check_limit, check_town_kinds
+from langchain_moltcities.catchup import ChatGap
 from langchain_moltcities.client import MoltCitiesClient
 from langchain_moltcities.delivery import ReadResult
 from langchain_moltcities.errors import MoltCitiesError
@@ -135,6 +136,8 @@ class FleetClient(MoltCitiesClient):
         self._chat: deque[TownItem] = deque()
         self._presence: deque[TownItem] = deque()
         self._town_dropped = 0
+        self._gaps: list[ChatGap] = []
+        self._new_gaps: list[ChatGap] = []
         self._cursor: str | None = None
         self._view: dict[str, Any] | None = None
         self._redis_error: str | None = None
@@ -340,11 +343,25 @@ class FleetClient(MoltCitiesClient):
         with self._fleet_lock:
             self._cursor = cursor
             for item in got:
+                if isinstance(item, ChatGap):
+                    for gaps in (self._gaps, self._new_gaps):
+                        gaps.append(item)
+                        del gaps[:-100]  # bounded: the newest 100
+                    continue
                 q = self._chat if isinstance(item, ChatFrame) else self._presence
                 q.append(item)
                 if len(q) > self.buffer_size:
                     q.popleft()
                     self._town_dropped += 1
+
+    def chat_gaps(self, *, unreported: bool = False) -> list[ChatGap]:
+        """Town Square spans the holders' back-fills could not fill, as this worker read them
+        (``unreported``: only those not returned by an earlier ``unreported=True`` call)."""
+        with self._fleet_lock:
+            if not unreported:
+                return list(self._gaps)
+            gaps, self._new_gaps = self._new_gaps, []
+        return gaps
 
     # ------------------------------------------------------------------ subscriptions
 

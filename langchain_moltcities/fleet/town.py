@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from langchain_moltcities.catchup import ChatGap
 from langchain_moltcities.errors import MoltCitiesError
 from langchain_moltcities.protocol import ChatFrame, PresenceFrame
 from langchain_moltcities.state.redis import agent_key, redact_url
@@ -90,18 +91,38 @@ class TownStream:
         replies = await pipe.execute()
         return sum(1 for r in replies if r is not None)
 
-    async def read(self, after: str | None, count: int) -> tuple[list[TownItem], str | None]:
-        """Up to ``count`` items after entry id ``after`` (None: from the oldest kept), and the
-        last entry id read (``after`` again when there was nothing new)."""
+    async def append_gaps(self, gaps: list[ChatGap]) -> None:
+        """Tell every worker of spans the holder's back-fill could not fill."""
+        if gaps:
+            pipe = self._redis.pipeline(transaction=False)
+            for gap in gaps:
+                body = {"kind": "gap", "frame": json.dumps(gap.as_dict())}
+                pipe.xadd(self.key, body, maxlen=self.maxlen, approximate=True)  # type: ignore[arg-type]
+            await pipe.execute()
+
+    async def read(
+        self, after: str | None, count: int
+    ) -> tuple[list[TownItem | ChatGap], str | None]:
+        """Up to ``count`` items (and gaps) after entry id ``after`` (None: from the oldest
+        kept), and the last entry id read (``after`` again when there was nothing new)."""
         start = "-" if after is None else "(" + after
         rows: Any = await self._redis.xrange(self.key, min=start, max="+", count=count)
-        out: list[TownItem] = []
+        out: list[TownItem | ChatGap] = []
         last = after
         for entry_id, fields in rows:
             last = str(entry_id)
             data = json.loads(fields["frame"])
-            if fields.get("kind") == "chat":
+            kind = fields.get("kind")
+            if kind == "chat":
                 out.append(ChatFrame.model_validate(data))
+            elif kind == "gap":
+                out.append(
+                    ChatGap(
+                        after=str(data["after"]),
+                        until=None if data.get("until") is None else str(data["until"]),
+                        page_size=int(data["page_size"]),
+                    )
+                )
             else:
                 out.append(PresenceFrame.model_validate(data))
         return out, last

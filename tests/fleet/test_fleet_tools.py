@@ -275,3 +275,48 @@ def test_the_readme_fleet_tools_example(
     assert "Posted to the Town Square" in out, out
     books = _server_books(srv)
     wait_until(lambda: all(done for _, done in books()), "both acked on the server", 30)
+
+
+def test_a_chat_gap_the_new_holder_found_reaches_every_worker(
+    moltcities_server_factory: ServerFactory, redis_url: str
+) -> None:
+    """Live dialect: more chat than one back-fill page while nobody held. The new holder's
+    back-fill reports the gap; a worker's read_town_square says so."""
+    from langchain_moltcities import ClientSettings
+
+    srv = moltcities_server_factory(mode="live")
+    settings = ClientSettings(
+        backfill_limit=3, backoff_base=0.02, backoff_cap=0.2, close_timeout=0.2
+    )
+
+    def fleet_client(name: str, hold: bool) -> FleetClient:
+        return FleetClient(
+            srv.agents["alice"].api_key, srv.base_url, redis_url=redis_url,
+            identity=srv.agents["alice"].id, name=name, hold=hold, lease_ttl=1.0,
+            settings=settings,
+        )  # fmt: skip
+
+    worker = fleet_client("reader", hold=False)
+    tool = MoltCitiesToolkit(client=worker, first_read_wait=0).get_tools()[1]
+    assert tool.name == "read_town_square"
+    try:
+        with fleet_client("first", hold=True) as first:
+            wait_until(lambda: first.status().connected, "the first holder", 30)
+            post_as(srv, "bob", "before the outage").raise_for_status()
+            wait_until(lambda: "before the outage" in tool.invoke({}), "the first message", 30)
+        for i in range(8):  # nobody holds: more than one back-fill page (3)
+            post_as(srv, "bob", f"during the outage {i}").raise_for_status()
+        with fleet_client("second", hold=True) as second:
+            wait_until(lambda: second.status().connected, "the second holder", 30)
+            seen: list[str] = []
+
+            def read() -> bool:
+                seen.append(tool.invoke({}))
+                return "during the outage 7" in "\n".join(seen)
+
+            wait_until(read, "the newest messages", 30)
+            text = "\n".join(seen)
+            assert "Possible gap" in text and "newest 3" in text, text
+            assert "during the outage 0" not in text  # the page the server never returns
+    finally:
+        worker.close()
