@@ -22,14 +22,14 @@ from langchain_moltcities import MoltCitiesClient
 from langchain_moltcities.fleet.pytest_plugin import StateAt
 from langchain_moltcities.protocol import ChatFrame, NotificationFrame
 from langchain_moltcities.server.runner import LocalServer
-from langchain_moltcities.state import MemoryStore
+from langchain_moltcities.state import MemoryStore, StateSpec
 from langchain_moltcities.testing import wait_until
 from langchain_moltcities.tools import CheckNotificationsTool
 
 from .helpers import fast_settings
 
 
-def _client(srv: LocalServer, state: Path | str, transport: str = "websocket") -> MoltCitiesClient:
+def _client(srv: LocalServer, state: StateSpec, transport: str = "websocket") -> MoltCitiesClient:
     c = MoltCitiesClient(
         srv.agents["alice"].api_key,
         srv.base_url,
