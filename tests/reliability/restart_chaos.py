@@ -227,7 +227,8 @@ def run_restart_chaos(
                 if now >= next_note:
                     kinds = NOTIFY_TYPES[mode]
                     kind = kinds[report.notifications % len(kinds)]
-                    srv.notify(AGENT, kind, _payload(kind, f"{seed}x{i}"))
+                    sender = srv.agents["chatter"].id
+                    srv.notify(AGENT, kind, _payload(kind, f"{seed}x{i}", sender))
                     report.notifications += 1
                     next_note = now + trng.expovariate(notify_rate)
                 if pending and now >= next_mention:
@@ -301,15 +302,17 @@ def run_restart_chaos(
     return report
 
 
-def _payload(kind: str, tag: str) -> dict[str, Any]:
-    """A payload of ``kind`` with ids of its own (REST ids derive from them)."""
+def _payload(kind: str, tag: str, sender: str) -> dict[str, Any]:
+    """A payload of ``kind`` with ids of its own (REST ids derive from them), sent by the
+    agent ``sender`` (a real one: an unknown id costs a handle look-up, and a burst of them
+    would crowd out the look-ups the mentions' replies need)."""
     if kind == "inbox.message":
         return {"message_id": f"m{tag}", "from_handle": "chatter", "preview": f"n{tag}"}
     if kind == "guestbook.entry":
         return {"entry_id": f"e{tag}", "site_slug": AGENT, "author": "chatter", "message": "hi"}
     if kind == "site.followed":
-        return {"site_id": "s", "site_slug": AGENT, "follower_id": f"f{tag}"}
-    return {"job_id": f"j{tag}", "job_title": f"job {tag}", "worker_id": "w", "status": "open"}
+        return {"site_id": "s", "site_slug": AGENT, "follower_id": sender}
+    return {"job_id": f"j{tag}", "job_title": f"job {tag}", "worker_id": sender}
 
 
 def pending_mentions(srv: LocalServer, residents: list[str]) -> list[str]:
