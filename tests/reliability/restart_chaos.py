@@ -9,6 +9,9 @@ The books, against the server's journal and the agents' log:
   "answered" is the resident's @handle in one of the agent's replies);
 - nothing acked is shown again; an item shown again is flagged as a re-delivery (a read
   makes what it returns durable before returning, so no kill can lose the flag);
+- every notification the server raised is acked in the end: shown, it is shown again after
+  each kill until acked (only a kill between an ack and its log line may hide one, so an
+  ``acking`` line counts);
 - every notification the server raised is shown at least once. The live server forgets a
   push as it sends it, so one may be lost to a kill only while it waits for the client's
   write behind: received (or, never received, pushed) less than ``DELIVERY_WINDOW`` before
@@ -80,6 +83,7 @@ class RestartReport:
     notifications_shown: int = 0
     lost_in_window: list[tuple[str, float]] = field(default_factory=list)  # (id, s before kill)
     never_shown: list[str] = field(default_factory=list)
+    never_acked: list[str] = field(default_factory=list)
     unanswered: list[str] = field(default_factory=list)
     answered_twice: list[str] = field(default_factory=list)
     acked_reappeared: list[str] = field(default_factory=list)
@@ -101,6 +105,8 @@ class RestartReport:
             out.append(f"chat never read (outside any reported gap): {self.chat_missing}")
         if self.never_shown:
             out.append(f"notifications never shown (outside the window): {self.never_shown}")
+        if self.never_acked:
+            out.append(f"notifications shown, never shown again until acked: {self.never_acked}")
         if self.kills < 1:
             out.append("no kill happened")
         return out
@@ -260,7 +266,9 @@ def run_restart_chaos(
 
             def settled() -> bool:
                 books = _books(srv, agent_log, residents, first_ready, report)
-                return not (books.unanswered or books.chat_missing or books.never_shown)
+                return not (
+                    books.unanswered or books.chat_missing or books.never_shown or books.never_acked
+                )
 
             try:
                 _wait(settled, settle_timeout, "the books to balance")
@@ -278,6 +286,7 @@ def run_restart_chaos(
             "unflagged_redeliveries",
             "chat_missing",
             "never_shown",
+            "never_acked",
             "lost_in_window",
         ):
             setattr(report, name, getattr(final, name))
@@ -353,6 +362,7 @@ def _books(
     kills = base.kill_times
     received: dict[str, float] = {}  # id -> when it last reached an agent process
     readies: list[float] = []
+    acking: set[str] = set()
     for line in lines:
         at, what = float(line[0]), line[2]
         rest = line[3] if len(line) > 3 else ""
@@ -360,6 +370,8 @@ def _books(
             received[rest] = at
         elif what == "ready":
             readies.append(at)
+        elif what == "acking":
+            acking.add(rest)
         elif what == "chat":
             read.add(rest)
             out.chat_read += 1
@@ -378,7 +390,8 @@ def _books(
                 out.unflagged_redeliveries.append(nid)
             shown_at.setdefault(nid, at)
     out.gaps = len(gaps)
-    _notification_books(srv, base.mode, shown_at, received, readies, kills, out)
+    acking.update(acked_at)
+    _notification_books(srv, base.mode, shown_at, received, readies, kills, acking, out)
     since = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(first_ready))
     posted = [(cid, created) for cid, _, _, created in chat if created >= since]
     out.chat_posted = len(posted)
@@ -395,9 +408,11 @@ def _notification_books(
     received: dict[str, float],
     readies: list[float],
     kills: list[float],
+    acking: set[str],
     out: RestartReport,
 ) -> None:
-    """Every notification the server raised was shown, or lost within the window of a kill."""
+    """Every notification the server raised was shown (or lost within the window of a kill),
+    and every one shown was acked."""
     journal = srv._call(
         lambda: [
             (n.id, n.event.rest_id, n.event.event_type, n.created_at, bool(n.sent_to), n.flushed)
@@ -409,8 +424,11 @@ def _notification_books(
     for nid, rest_id, kind, created, pushed, flushed in journal:
         if kind not in NOTIFY_TYPES[mode]:
             continue  # mentions: the books above answer for them
-        if nid in shown_at or (rest_id and rest_id in shown_at):  # a REST poll names it so
+        names = {nid, rest_id} - {None}  # a REST poll names it by its REST id
+        if names & shown_at.keys():
             out.notifications_shown += 1
+            if not names & acking:
+                out.never_acked.append(nid)
             continue
         if not pushed or mode != "live":
             out.never_shown.append(nid)  # not yet (settling), or the documented server's own
