@@ -24,8 +24,8 @@ import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from langchain_moltcities.state.base import KIND_CAPACITY, AgentSnapshot, Op, StateError, StateStore
-from langchain_moltcities.state.writer import Batch, BatchWriter
+from langchain_moltcities.state.base import KIND_CAPACITY, AgentSnapshot, StateError
+from langchain_moltcities.state.writer import Batch, BatchWriter, WrittenBehind
 
 if TYPE_CHECKING:
     import redis as redis_lib
@@ -70,7 +70,7 @@ def agent_key(prefix: str, agent_id: str, *rest: str) -> str:
     return ":".join((prefix, "{" + safe + "}", *rest))
 
 
-class RedisStore(StateStore):
+class RedisStore(WrittenBehind):
     """Agents' state on a Redis (or Valkey) server; one connection pool per store."""
 
     def __init__(
@@ -158,28 +158,11 @@ class RedisStore(StateStore):
                 snap.sets[kind] = {item: values.get(item, "") for item in order}
         return snap
 
-    def submit(self, agent_id: str, ops: list[Op]) -> None:
-        """Queue ``ops`` for ``agent_id``; they are written in batches."""
-        if not self._closed:
-            self._writer.submit(agent_id, ops)
-
-    def nudge(self) -> None:
-        """Send what is queued now (returns at once)."""
-        if not self._closed:
-            self._writer.nudge()
-
-    def flush(self, timeout: float = 10.0) -> None:
-        """Wait (up to ``timeout``) until every queued change is written."""
-        if self._closed:
-            return
-        done, error = self._writer.wait(timeout)
-        if not done:
-            raise StateError(f"state {self.location}: writes did not finish in {timeout:g} s")
-        if error is not None:
-            raise StateError(
-                f"state {self.location}: writing failed ({error}); the writes are kept "
-                "in memory and sent when Redis answers again: check that it is running"
-            )
+    def _failed(self, error: BaseException) -> str:
+        return (
+            f"writing failed ({error}); the writes are kept in memory and sent when Redis "
+            "answers again: check that it is running"
+        )
 
     def close(self) -> None:
         """Flush (as far as Redis answers), stop the writer, close the connections."""

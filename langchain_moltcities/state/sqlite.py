@@ -23,11 +23,9 @@ from langchain_moltcities.state.base import (
     KIND_CAPACITY,
     KIND_MAX_BYTES,
     AgentSnapshot,
-    Op,
     StateError,
-    StateStore,
 )
-from langchain_moltcities.state.writer import Batch, BatchWriter
+from langchain_moltcities.state.writer import Batch, BatchWriter, WrittenBehind
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore"]
 
@@ -64,8 +62,10 @@ _OPEN_LOCK = threading.Lock()
 _OPEN: dict[str, SqliteStore] = {}
 
 
-class SqliteStore(StateStore):
+class SqliteStore(WrittenBehind):
     """Agents' state in one SQLite file. Use :meth:`open` to share one per path per process."""
+
+    _what = "state file"
 
     def __init__(
         self, path: str | os.PathLike[str], *, flush_interval: float = 0.05, batch_size: int = 500
@@ -211,26 +211,6 @@ class SqliteStore(StateStore):
                 if kind in KIND_CAPACITY:  # a kind a later version added: left alone
                     snap.sets.setdefault(kind, {})[item_id] = value
         return snap
-
-    def submit(self, agent_id: str, ops: list[Op]) -> None:
-        """Queue ``ops`` for ``agent_id``; the writer thread stores them."""
-        if not self._closed:
-            self._writer.submit(agent_id, ops)
-
-    def nudge(self) -> None:
-        """Commit what is queued now (returns at once)."""
-        if not self._closed:
-            self._writer.nudge()
-
-    def flush(self, timeout: float = 10.0) -> None:
-        """Wait (up to ``timeout``) until every queued change is written."""
-        if self._closed:
-            return
-        done, error = self._writer.wait(timeout)
-        if not done:
-            raise StateError(f"state file {self.location}: writes did not finish in {timeout:g} s")
-        if error is not None:
-            raise StateError(f"state file {self.location}: writing failed: {error}")
 
     def close(self) -> None:
         """Flush, stop the writer and release the file (once the last user closes it)."""

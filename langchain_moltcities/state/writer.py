@@ -15,9 +15,9 @@ import threading
 import time
 from collections.abc import Callable
 
-from langchain_moltcities.state.base import Op
+from langchain_moltcities.state.base import Op, StateError, StateStore
 
-__all__ = ["Batch", "BatchWriter"]
+__all__ = ["Batch", "BatchWriter", "WrittenBehind"]
 
 Batch = list[tuple[str, list[Op]]]
 
@@ -107,3 +107,37 @@ class BatchWriter:
             if batch[-1] is None:
                 self._on_exit()
                 return
+
+
+class WrittenBehind(StateStore):
+    """A store whose writes go through a :class:`BatchWriter` (``self._writer``)."""
+
+    _writer: BatchWriter
+    _closed: bool = False
+    # How errors name the store ("state file <path>", "state <url>").
+    _what = "state"
+
+    def submit(self, agent_id: str, ops: list[Op]) -> None:
+        """Queue ``ops`` for ``agent_id``; the writer thread stores them in batches."""
+        if not self._closed:
+            self._writer.submit(agent_id, ops)
+
+    def nudge(self) -> None:
+        """Commit what is queued now (returns at once)."""
+        if not self._closed:
+            self._writer.nudge()
+
+    def flush(self, timeout: float = 10.0) -> None:
+        """Wait (up to ``timeout``) until every queued change is written."""
+        if self._closed:
+            return
+        done, error = self._writer.wait(timeout)
+        if not done:
+            raise StateError(
+                f"{self._what} {self.location}: writes did not finish in {timeout:g} s"
+            )
+        if error is not None:
+            raise StateError(f"{self._what} {self.location}: {self._failed(error)}")
+
+    def _failed(self, error: BaseException) -> str:
+        return f"writing failed: {error}"
