@@ -48,7 +48,7 @@ KIND_MAX_BYTES: dict[str, int] = {"unread": 4 << 20}
 
 def value_size(value: str) -> int:
     """The bytes a stored value counts against its kind's byte bound."""
-    return len(value.encode("utf-8", "surrogatepass"))
+    return len(value) if value.isascii() else len(value.encode("utf-8", "surrogatepass"))
 
 
 class StateError(MoltCitiesError):
@@ -155,6 +155,12 @@ class AgentState:
         """Whether set ``kind`` holds ``item_id``."""
         with self._lock:
             return item_id in self._sets[kind]
+
+    def absent(self, item_ids: Iterable[str], *kinds: str) -> list[str]:
+        """Of ``item_ids``, those in none of the sets ``kinds`` (one lock for all)."""
+        with self._lock:
+            sets = [self._sets[k] for k in kinds]
+            return [i for i in item_ids if not any(i in s for s in sets)]
 
     def add(self, kind: str, items: Mapping[str, str]) -> None:
         """Add ``items`` (id to value) to set ``kind``."""

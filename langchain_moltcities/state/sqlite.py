@@ -18,12 +18,14 @@ import sqlite3
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from langchain_moltcities.state.base import (
     KIND_CAPACITY,
     KIND_MAX_BYTES,
     AgentSnapshot,
     StateError,
+    value_size,
 )
 from langchain_moltcities.state.writer import Batch, BatchWriter, WrittenBehind
 
@@ -230,38 +232,40 @@ class SqliteStore(WrittenBehind):
     def _write(self, batch: Batch) -> BaseException | None:
         if not batch:
             return None
+        # Runs of like writes, in order, each one executemany (a flood of notifications is
+        # one run of inserts, not a thousand statements).
+        runs: list[tuple[str, list[tuple[Any, ...]]]] = []
         touched: set[tuple[str, str]] = set()
+        seq = self._seq
+        for agent, ops in batch:
+            for op in ops:
+                row: tuple[Any, ...]
+                if op[0] == "set":
+                    sql, row = (
+                        (_DEL_VAL, (agent, op[1]))
+                        if op[2] is None
+                        else (_SET_VAL, (agent, op[1], op[2]))
+                    )
+                elif op[0] == "add" and len(op) == 4:
+                    seq += 1
+                    value = op[3] or ""
+                    sql, row = _ADD, (agent, op[1], op[2], value, seq, value_size(value))
+                    touched.add((agent, op[1]))
+                elif op[0] == "discard":
+                    sql, row = _DISCARD, (agent, op[1], op[2])
+                else:
+                    continue
+                if runs and runs[-1][0] is sql:
+                    runs[-1][1].append(row)
+                else:
+                    runs.append((sql, [row]))
         try:
             with self._db_lock:
                 db = self._db
                 db.execute("BEGIN")
                 try:
-                    for agent, ops in batch:
-                        for op in ops:
-                            if op[0] == "set":
-                                if op[2] is None:
-                                    db.execute(
-                                        "DELETE FROM vals WHERE agent = ? AND key = ?",
-                                        (agent, op[1]),
-                                    )
-                                else:
-                                    db.execute(
-                                        "INSERT OR REPLACE INTO vals VALUES (?, ?, ?)",
-                                        (agent, op[1], op[2]),
-                                    )
-                            elif op[0] == "add" and len(op) == 4:
-                                self._seq += 1
-                                value = op[3] or ""
-                                db.execute(
-                                    "INSERT OR REPLACE INTO ids VALUES (?, ?, ?, ?, ?, ?)",
-                                    (agent, op[1], op[2], value, self._seq, _size(value)),
-                                )
-                                touched.add((agent, op[1]))
-                            elif op[0] == "discard":
-                                db.execute(
-                                    "DELETE FROM ids WHERE agent = ? AND kind = ? AND id = ?",
-                                    (agent, op[1], op[2]),
-                                )
+                    for sql, rows in runs:
+                        db.executemany(sql, rows)
                     for agent, kind in touched:
                         db.execute(
                             "DELETE FROM ids WHERE agent = ? AND kind = ? AND seq <= ("
@@ -282,13 +286,14 @@ class SqliteStore(WrittenBehind):
                 )
             self._error = exc
             return exc
-        self._error = None
+        self._seq, self._error = seq, None
         return None
 
 
-def _size(value: str) -> int:
-    return len(value.encode("utf-8", "surrogatepass"))
-
+_SET_VAL = "INSERT OR REPLACE INTO vals VALUES (?, ?, ?)"
+_DEL_VAL = "DELETE FROM vals WHERE agent = ? AND key = ?"
+_ADD = "INSERT OR REPLACE INTO ids VALUES (?, ?, ?, ?, ?, ?)"
+_DISCARD = "DELETE FROM ids WHERE agent = ? AND kind = ? AND id = ?"
 
 # Drop a kind's oldest rows until the newest ones fit its byte bound (the mirror sends the
 # same drops; this keeps the file within the bound whatever it is sent).

@@ -64,18 +64,11 @@ class UnreadKeeper:
 
     def keep(self, frames: Iterable[NotificationFrame]) -> bool:
         """Store ``frames`` not stored (nor acked) yet; whether any was."""
-        contains = self.state.contains
+        by_id = {f.id: f for f in frames if f.event_type not in MENTION_EVENT_TYPES}
         items: dict[str, str] = {}
-        for f in frames:
-            if (
-                f.event_type in MENTION_EVENT_TYPES
-                or f.id in items
-                or contains(_KIND, f.id)
-                or contains("acked", f.id)
-            ):
-                continue
-            held, _ = self._codec.pack(f, None)
-            items[f.id] = held.decode("utf-8", "replace")
+        for nid in self.state.absent(by_id, _KIND, "acked"):
+            held, _ = self._codec.pack(by_id[nid], None)
+            items[nid] = held.decode("utf-8", "replace")
         self.state.add(_KIND, items)
         return bool(items)
 
