@@ -3,9 +3,15 @@
 The live server forgets a notification as it pushes it: its offline queue is emptied on
 connect before any ack, live pushes are not stored, and its REST list holds only messages
 and guestbook entries. A job or follow notification received and not yet acked exists only
-in this process; after a crash nothing else can bring it back. So every notification the
-client accepts is kept in the ``unread`` kind (frame JSON, bounded in count and bytes, cut
+in this process; after a crash nothing else can bring it back. So every such notification
+the client accepts is kept in the ``unread`` kind (frame JSON, bounded in count and bytes, cut
 like the buffer cuts it) until the agent acks it.
+
+Only what the server would not give back is kept: a pushed frame of the live dialect (it
+names its recipient, ``agent_id``). The documented server keeps every notification until it
+is acked and redelivers it on connect, and items polled over REST stay listed until marked
+read, so storing those would cost a write per item for nothing (a restart gets them again,
+and the buffer drops the second copy of anything it holds).
 
 Cost and window: per frame, one ``deque.append`` (:meth:`UnreadKeeper.arrived`). Each tick
 of the client's state keeper packs what arrived and asks the store to commit at once, so a
@@ -14,7 +20,7 @@ and its commit. A read closes the window for what it returns: those items are st
 committed before the agent sees them. Nothing else can close it short of a disk write per
 frame: the live server deleted its copy before we could ack anything.
 
-Mentions are left out: they come back their own way (the responder's mention inbox and the
+Mentions are left out too: they come back their own way (the responder's mention inbox and the
 chat back-fill), and presenting a stored copy would hide the back-filled one.
 """
 
@@ -48,7 +54,7 @@ class UnreadKeeper:
 
     def arrived(self, frame: Any) -> None:
         """A frame the client accepted (a frame listener: runs per frame, on the loop)."""
-        if type(frame) is NotificationFrame and frame.event_type not in MENTION_EVENT_TYPES:
+        if type(frame) is NotificationFrame and _only_copy(frame):
             self._arrived.append(frame)
 
     def save(self) -> bool:
@@ -64,7 +70,7 @@ class UnreadKeeper:
 
     def keep(self, frames: Iterable[NotificationFrame]) -> bool:
         """Store ``frames`` not stored (nor acked) yet; whether any was."""
-        by_id = {f.id: f for f in frames if f.event_type not in MENTION_EVENT_TYPES}
+        by_id = {f.id: f for f in frames if _only_copy(f)}
         items: dict[str, str] = {}
         for nid in self.state.absent(by_id, _KIND, "acked"):
             held, _ = self._codec.pack(by_id[nid], None)
@@ -86,6 +92,7 @@ class UnreadKeeper:
             if (
                 not isinstance(frame, NotificationFrame)
                 or frame.id != nid
+                or not _only_copy(frame)
                 or self.state.contains("acked", nid)
             ):
                 stale.append(nid)  # acked in a race with its storing, or not ours to show
@@ -100,3 +107,9 @@ class UnreadKeeper:
                 len(out),
             )
         return out
+
+
+def _only_copy(frame: NotificationFrame) -> bool:
+    """Whether this process holds the only copy: a live push (it names its recipient) that
+    is not a mention."""
+    return frame.agent_id is not None and frame.event_type not in MENTION_EVENT_TYPES
