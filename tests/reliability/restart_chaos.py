@@ -207,7 +207,7 @@ def run_restart_chaos(
         stop = threading.Event()
         errors: list[str] = []
 
-        def post(handle: str, text: str) -> None:
+        def post(handle: str, text: str) -> bool:
             key = srv.agents[handle].api_key
             try:
                 httpx.post(
@@ -218,6 +218,8 @@ def run_restart_chaos(
                 ).raise_for_status()
             except httpx.HTTPError as exc:
                 errors.append(f"{handle} could not post: {exc}")
+                return False
+            return True
 
         def traffic() -> None:
             trng = random.Random(seed + 1)
@@ -239,7 +241,9 @@ def run_restart_chaos(
                     next_note = now + trng.expovariate(notify_rate)
                 if pending and now >= next_mention:
                     who = pending.pop()
-                    post(who, f"@{AGENT} hello from {who}, how are you?")
+                    text = f"@{AGENT} hello from {who}, how are you?"
+                    if not post(who, text) and pending_mentions(srv, [who]):
+                        pending.append(who)  # it never landed (a loaded machine): try again
                     next_mention = now + trng.uniform(0.2, 1.5)
                 i += 1
                 time.sleep(0.01)
