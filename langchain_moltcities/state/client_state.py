@@ -46,6 +46,8 @@ _log = logging.getLogger("langchain_moltcities.state")
 
 # The back-fill starts this much before the oldest unread message ("after" is exclusive).
 _CURSOR_SLACK = timedelta(milliseconds=1)
+# How long a read waits for what it returns to be stored (a store that is down: logged).
+_READ_FLUSH_TIMEOUT = 2.0
 # Only chat read near the cursor can come back in a back-fill: the last few ids per read do.
 _CHAT_IDS_PER_READ = 200
 
@@ -140,10 +142,10 @@ class ClientStateKeeper:
         self.snapshot(channels, town_buffer, ingest, everything=True)
         await asyncio.to_thread(self.flush_quietly)
 
-    def flush_quietly(self) -> None:
+    def flush_quietly(self, timeout: float = 10.0) -> None:
         """Store what is pending; an error is logged, never raised."""
         try:
-            self.store.flush()
+            self.store.flush(timeout)
         except Exception as exc:
             _log.error("%s", exc)
 
@@ -220,7 +222,8 @@ class ClientStateKeeper:
             fresh.update(dict.fromkeys(keys, f.id))
         self.state.add("presented", fresh)
         if durable and self.store.persistent:
-            self.flush_quietly()
+            # Bounded: a store that is down (Redis) delays a read by this much, never more.
+            self.flush_quietly(_READ_FLUSH_TIMEOUT)
         return frozenset(again)
 
     def chat_read(self, items: Iterable[Any]) -> None:
