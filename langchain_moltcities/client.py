@@ -81,7 +81,7 @@ _log = logging.getLogger("langchain_moltcities.client")
 _T = TypeVar("_T")
 
 if TYPE_CHECKING:
-    from langchain_moltcities.events import ClientEvent, EventStream
+    from langchain_moltcities.events import ClientEvent, EventStream, SyncEventStream
 
 FrameListener = Callable[[NotificationFrame | ChatFrame | PresenceFrame], None]
 
@@ -192,8 +192,8 @@ class MoltCitiesClient:
         )
         self._listeners: list[MentionCallback] = [on_mention] if on_mention else []
         self._frame_listeners: list[FrameListener] = []
-        # What the buffers accept (new, deduplicated, wanted) goes to the event streams too.
-        self._notifications.on_new = self._town.on_new = self._emit_frame
+        # What the buffers accept (new, deduplicated, wanted) goes to the event streams too,
+        # once there is one: until then the buffers call nothing per item.
         self._dispatched = RecentIds(self.settings.dedupe_memory)
         # Filter, acked ids, handle directory and recovered mentions: one room (ingest.py).
         self._ingest = Ingest(self._notifications, self._town, memory=self.settings.dedupe_memory)
@@ -601,11 +601,14 @@ class MoltCitiesClient:
         if not callable(callback):
             raise InvalidArgumentError("a frame listener must be callable")
         self._frame_listeners.append(callback)
+        self._notifications.on_new = self._town.on_new = self._emit_frame
 
     def remove_frame_listener(self, callback: FrameListener) -> None:
         """Stop calling ``callback``; unknown callbacks are ignored."""
         with contextlib.suppress(ValueError):
             self._frame_listeners.remove(callback)
+        if not self._frame_listeners:
+            self._notifications.on_new = self._town.on_new = None
 
     def events(
         self, kinds: Sequence[str] | None = None, *, max_pending: int = 1000
@@ -623,6 +626,23 @@ class MoltCitiesClient:
         from langchain_moltcities.events import EventStream
 
         return EventStream(self, mentions_only=True, max_pending=max_pending)
+
+    def iter_events(
+        self, kinds: Sequence[str] | None = None, *, max_pending: int = 1000
+    ) -> SyncEventStream[ClientEvent]:
+        """The sync twin of :meth:`events`: ``for e in client.iter_events()`` (blocking).
+
+        See :class:`~langchain_moltcities.events.SyncEventStream` (typed, bounded, closable).
+        """
+        from langchain_moltcities.events import SyncEventStream
+
+        return SyncEventStream(self, kinds=kinds, max_pending=max_pending)
+
+    def iter_mentions(self, *, max_pending: int = 1000) -> SyncEventStream[NotificationFrame]:
+        """The sync twin of :meth:`mentions`: only other agents' @mentions, blocking."""
+        from langchain_moltcities.events import SyncEventStream
+
+        return SyncEventStream(self, mentions_only=True, max_pending=max_pending)
 
     def remove_mention_listener(self, callback: MentionCallback) -> None:
         """Stop calling ``callback``; InvalidArgumentError if it was not registered."""
