@@ -334,7 +334,7 @@ class MoltCitiesClient:
             # (before the server's own redelivery, which the buffer then drops as a duplicate).
             for frame, raw in keeper.stored_notifications():
                 self._on_frame("personal", frame, raw)
-            self._frame_listeners.append(keeper.unread.arrived)
+            self.add_frame_listener(keeper.unread.arrived)  # one append per frame
         personal = self._channels.get("personal")
         subs = keeper.stored_subscriptions() if keeper is not None else None
         if subs is not None and personal is not None:
