@@ -5,7 +5,8 @@ come from the in-memory mirror loaded at start, writes are queued without I/O an
 worker thread every ``flush_interval`` seconds (or ``batch_size`` writes) in one MULTI/EXEC.
 
 Keys, all under one hash tag per agent (``moltcities:{<agent>}:...``) so that a Redis Cluster
-keeps an agent on one slot and a batch stays one transaction:
+keeps an agent on one slot and each agent's part of a batch is one transaction (the store-wide
+index, agent id "", has a tag of its own, ``{~index}``):
 
 - ``vals``: a hash of named values (cursor, subscriptions...);
 - ``ids:<kind>`` (hash id -> value) and ``ord:<kind>`` (sorted set id -> order), bounded by
@@ -195,10 +196,10 @@ class RedisStore(WrittenBehind):
             return None
         # One transaction per agent: each agent's keys share one Cluster slot, two agents'
         # need not (a transaction spanning slots fails on a Cluster).
-        by_agent: dict[str, list[tuple[str, list[Op]]]] = {}
+        by_agent: dict[str, Batch] = {}
         for item in pending:
             by_agent.setdefault(item[0], []).append(item)
-        failed: list[tuple[str, list[Op]]] = []
+        failed: Batch = []
         error: BaseException | None = None
         for group in by_agent.values():
             exc = self._write_one(group)
@@ -213,7 +214,7 @@ class RedisStore(WrittenBehind):
         self._retry, self._error = [], None
         return None
 
-    def _write_one(self, pending: list[tuple[str, list[Op]]]) -> BaseException | None:
+    def _write_one(self, pending: Batch) -> BaseException | None:
         touched: set[tuple[str, str]] = set()
         keys: set[str] = set()
         pipe = self._redis.pipeline(transaction=True)
