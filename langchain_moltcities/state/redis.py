@@ -5,7 +5,8 @@ come from the in-memory mirror loaded at start, writes are queued without I/O an
 worker thread every ``flush_interval`` seconds (or ``batch_size`` writes) in one MULTI/EXEC.
 
 Keys, all under one hash tag per agent (``moltcities:{<agent>}:...``) so that a Redis Cluster
-keeps an agent on one slot and a batch stays one transaction:
+keeps an agent on one slot and each agent's part of a batch is one transaction (the store-wide
+index, agent id "", has a tag of its own, ``{~index}``):
 
 - ``vals``: a hash of named values (cursor, subscriptions...);
 - ``ids:<kind>`` (hash id -> value) and ``ord:<kind>`` (sorted set id -> order), bounded by
@@ -20,13 +21,12 @@ Redis down: writes stay queued in memory (bounded) and are sent when it answers 
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from langchain_moltcities.state.base import KIND_CAPACITY, AgentSnapshot, Op, StateError, StateStore
+from langchain_moltcities.state.base import KIND_CAPACITY, AgentSnapshot, StateError
+from langchain_moltcities.state.writer import Batch, BatchWriter, WrittenBehind
 
 if TYPE_CHECKING:
     import redis as redis_lib
@@ -67,17 +67,13 @@ def redact_url(url: str) -> str:
 
 def agent_key(prefix: str, agent_id: str, *rest: str) -> str:
     """``prefix:{agent_id}:rest...``: the braces are a Cluster hash tag (one slot per agent)."""
-    safe = agent_id.replace("{", "(").replace("}", ")")
+    # An empty tag ("{}") is no tag to a Cluster: the key would hash whole, and a transaction
+    # over the store-wide index (agent id "") would span slots.
+    safe = agent_id.replace("{", "(").replace("}", ")") or "~index"
     return ":".join((prefix, "{" + safe + "}", *rest))
 
 
-class _Flush:
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.error: BaseException | None = None
-
-
-class RedisStore(StateStore):
+class RedisStore(WrittenBehind):
     """Agents' state on a Redis (or Valkey) server; one connection pool per store."""
 
     def __init__(
@@ -118,15 +114,19 @@ class RedisStore(StateStore):
         except self._errors as exc:
             raise self._unreachable(exc) from None
         self._trim = self._redis.register_script(_TRIM)
-        self._queue: queue.SimpleQueue[tuple[str, list[Op]] | _Flush | None] = queue.SimpleQueue()
-        self._retry: list[tuple[str, list[Op]]] = []  # batches Redis did not take yet
+        self._retry: Batch = []  # batches Redis did not take yet
         self._last_order = 0
         self._error: BaseException | None = None
         self._closed = False
-        self._writer = threading.Thread(
-            target=self._write_loop, name="moltcities-state-redis", daemon=True
+        self._writer = BatchWriter(
+            self._write,
+            name="moltcities-state-redis",
+            flush_interval=flush_interval,
+            batch_size=batch_size,
+            # Held-back writes are retried even when nothing new comes.
+            retry_after=lambda: max(self.flush_interval, 0.2) if self._retry else None,
+            on_exit=self._report_unsent,
         )
-        self._writer.start()
 
     def __repr__(self) -> str:
         return f"RedisStore({self.location!r})"
@@ -161,81 +161,60 @@ class RedisStore(StateStore):
                 snap.sets[kind] = {item: values.get(item, "") for item in order}
         return snap
 
-    def submit(self, agent_id: str, ops: list[Op]) -> None:
-        """Queue ``ops`` for ``agent_id``; they are written in batches."""
-        if not self._closed:
-            self._queue.put((agent_id, ops))
-
-    def flush(self, timeout: float = 10.0) -> None:
-        """Wait (up to ``timeout``) until every queued change is written."""
-        if self._closed:
-            return
-        marker = _Flush()
-        self._queue.put(marker)
-        if not marker.done.wait(timeout):
-            raise StateError(f"state {self.location}: writes did not finish in {timeout:g} s")
-        if marker.error is not None:
-            raise StateError(
-                f"state {self.location}: writing failed ({marker.error}); the writes are kept "
-                "in memory and sent when Redis answers again: check that it is running"
-            )
+    def _failed(self, error: BaseException) -> str:
+        return (
+            f"writing failed ({error}); the writes are kept in memory and sent when Redis "
+            "answers again: check that it is running"
+        )
 
     def close(self) -> None:
         """Flush (as far as Redis answers), stop the writer, close the connections."""
         if self._closed:
             return
         self._closed = True
-        self._queue.put(None)
-        self._writer.join(timeout=30)
+        self._writer.stop()
         self._redis.close()
 
     # ------------------------------------------------------------------ the writer
 
-    def _write_loop(self) -> None:
-        while True:
-            wait = None if not self._retry else max(self.flush_interval, 0.2)
-            try:
-                first = self._queue.get(timeout=wait)
-            except queue.Empty:
-                self._write([])  # nothing new: try the held-back writes again
-                continue
-            batch = [first]
-            deadline = time.monotonic() + self.flush_interval
-            count = len(first[1]) if isinstance(first, tuple) else 0
-            while count < self.batch_size and not isinstance(batch[-1], _Flush | None):
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                try:
-                    item = self._queue.get(timeout=remaining)
-                except queue.Empty:
-                    break
-                batch.append(item)
-                if isinstance(item, tuple):
-                    count += len(item[1])
-            error = self._write([b for b in batch if isinstance(b, tuple)])
-            for b in batch:
-                if isinstance(b, _Flush):
-                    b.error = error
-                    b.done.set()
-            if batch[-1] is None:
-                if self._retry:
-                    _log.error(
-                        "state %s: closed with %d writes Redis never took",
-                        self.location,
-                        sum(len(ops) for _, ops in self._retry),
-                    )
-                return
+    def _report_unsent(self) -> None:
+        if self._retry:
+            _log.error(
+                "state %s: closed with %d writes Redis never took",
+                self.location,
+                sum(len(ops) for _, ops in self._retry),
+            )
 
     def _order(self) -> int:
         # Microseconds, strictly increasing: the order of ids across batches and restarts.
         self._last_order = max(self._last_order + 1, time.time_ns() // 1000)
         return self._last_order
 
-    def _write(self, batch: list[tuple[str, list[Op]]]) -> BaseException | None:
+    def _write(self, batch: Batch) -> BaseException | None:
         pending = self._retry + batch
         if not pending:
             return None
+        # One transaction per agent: each agent's keys share one Cluster slot, two agents'
+        # need not (a transaction spanning slots fails on a Cluster).
+        by_agent: dict[str, Batch] = {}
+        for item in pending:
+            by_agent.setdefault(item[0], []).append(item)
+        failed: Batch = []
+        error: BaseException | None = None
+        for group in by_agent.values():
+            exc = self._write_one(group)
+            if exc is not None:
+                failed += group
+                error = exc
+        if error is not None:
+            self._hold_back(failed, error)
+            return error
+        if self._error is not None:
+            _log.warning("state %s: Redis answers again; held-back writes sent", self.location)
+        self._retry, self._error = [], None
+        return None
+
+    def _write_one(self, pending: Batch) -> BaseException | None:
         touched: set[tuple[str, str]] = set()
         keys: set[str] = set()
         pipe = self._redis.pipeline(transaction=True)
@@ -270,14 +249,10 @@ class RedisStore(StateStore):
         try:
             pipe.execute()
         except self._errors as exc:
-            self._hold_back(pending, exc)
             return exc
-        if self._error is not None:
-            _log.warning("state %s: Redis answers again; held-back writes sent", self.location)
-        self._retry, self._error = [], None
         return None
 
-    def _hold_back(self, pending: list[tuple[str, list[Op]]], exc: BaseException) -> None:
+    def _hold_back(self, pending: Batch, exc: BaseException) -> None:
         if self._error is None:
             _log.error(
                 "state %s: writing failed (%s); writes are kept and retried",
