@@ -33,6 +33,7 @@ from langchain_moltcities.backoff import (
     decide_network_error,
 )
 from langchain_moltcities.catchup import ChatCatchUp, poll_notifications
+from langchain_moltcities.closing import PromptCloseConnection, begin_closing
 from langchain_moltcities.errors import AuthenticationError, MoltCitiesError, RateLimitError
 from langchain_moltcities.protocol import (
     AckFrame,
@@ -104,22 +105,7 @@ class ChannelInfo:
     chat_gaps: int = 0
 
 
-class _PromptCloseConnection(ClientConnection):
-    """Ends the connection as soon as the server's close frame arrives.
-
-    ``websockets`` answers the close frame, then waits for the server to close TCP; the live
-    server keeps it open for about 10 s after a 4003 or 4000, during which the channel would
-    still look connected. The close frame is the verdict: close our side at once.
-    """
-
-    def data_received(self, data: bytes) -> None:
-        super().data_received(data)
-        if self.protocol.close_rcvd is not None and not self.transport.is_closing():
-            self.transport.close()
-
-
 _BAD_FRAMES_LOGGED = 5
-_MAX_CLOSE_WAIT = 1.0
 
 
 def _clip(text: str, limit: int = 200) -> str:
@@ -204,7 +190,7 @@ class Channel:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
         if self._closing is not None:
-            await self._closing
+            await asyncio.shield(self._closing)
         for fut in self._sub_waiters:
             fut.cancel()
         self._sub_waiters.clear()
@@ -220,19 +206,8 @@ class Channel:
         """
         self._stopping = True
         if self._closing is None and self._ws is not None:
-            self._closing = asyncio.ensure_future(self._close_ws(self._ws))
-
-    async def _close_ws(self, ws: ClientConnection) -> None:
-        try:
-            # The live server never answers a close frame, so shutdown waits for the reply at
-            # most _MAX_CLOSE_WAIT however long close_timeout is; then the socket is aborted.
-            await asyncio.wait_for(
-                ws.close(1000, "client closing"), min(self._settings.close_timeout, _MAX_CLOSE_WAIT)
-            )
-        except (TimeoutError, OSError, ConnectionClosed):
-            pass
-        finally:
-            ws.transport.abort()
+            # Bounded by closing.CLOSE_REPLY_WAIT: the live server never answers it.
+            self._closing = begin_closing(self._ws, self._settings.close_timeout)
 
     @property
     def connected(self) -> bool:
@@ -387,7 +362,7 @@ class Channel:
                 user_agent_header="langchain-moltcities",
                 # Only the proxy asked for (the same rule as REST), never one from the environment.
                 proxy=s.proxy,
-                create_connection=_PromptCloseConnection,
+                create_connection=PromptCloseConnection,
             )
         except InvalidStatus as exc:
             self._failures += 1

@@ -5,6 +5,11 @@ caller's thread and its async twins await it from the caller's loop. By default 
 gets a private runner (its own thread, ended by its ``close()``); pass one shared
 ``LoopRunner`` to many clients and they all run on one thread: 500 agents cost one thread,
 not 500. :func:`start_all` and :func:`close_all` start and close many clients concurrently.
+
+What the clients of a runner share lives with it and ends with it: the worker threads of
+sync ``on_mention`` callbacks (:class:`~langchain_moltcities.callbacks.CallbackPool`) and one
+``httpx.AsyncClient`` per proxy setting (its connection pool; every request carries its own
+client's key and deadline, and no cookie is kept, so no identity leaks to another).
 """
 
 from __future__ import annotations
@@ -17,9 +22,12 @@ import time
 from collections.abc import Coroutine, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from langchain_moltcities.callbacks import CallbackPool
 from langchain_moltcities.errors import MoltCitiesError, NotConnectedError
 
 if TYPE_CHECKING:
+    import httpx
+
     from langchain_moltcities.client import MoltCitiesClient
 
 __all__ = ["LoopRunner", "aclose_all", "astart_all", "close_all", "start_all"]
@@ -34,11 +42,32 @@ class LoopRunner:
     ``private=True`` (what a client makes for itself when given no runner) ends the thread
     when its last client detaches. A shared runner lives until :meth:`close`; use it as a
     context manager. Safe to use from any thread.
+
+    Sync ``on_mention`` callbacks of all its clients share ``callback_threads`` worker
+    threads (made on first use); one client runs at most ``callback_threads_per_client`` of
+    them at once (default: all of them on a private runner, half on a shared one), so one
+    slow callback can't take every worker from the other clients.
     """
 
-    def __init__(self, name: str = "moltcities-clients", *, private: bool = False) -> None:
+    def __init__(
+        self,
+        name: str = "moltcities-clients",
+        *,
+        private: bool = False,
+        callback_threads: int = 4,
+        callback_threads_per_client: int | None = None,
+    ) -> None:
+        if not isinstance(callback_threads, int) or callback_threads < 1:
+            raise ValueError(f"callback_threads must be an int >= 1, not {callback_threads!r}")
+        per_client = callback_threads_per_client
+        if per_client is None:
+            per_client = callback_threads if private else max(1, callback_threads // 2)
+        if not isinstance(per_client, int) or per_client < 1:
+            raise ValueError(f"callback_threads_per_client must be an int >= 1, not {per_client!r}")
         self.name = name
         self.private = private
+        self.callbacks = CallbackPool(callback_threads, per_client)
+        self._http: dict[str | None, httpx.AsyncClient] = {}
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -111,6 +140,7 @@ class LoopRunner:
         loop.call_soon_threadsafe(loop.stop)
         if threading.current_thread() is not thread:
             thread.join(timeout=10)
+        self.callbacks.shutdown()
 
     def __enter__(self) -> LoopRunner:
         return self
@@ -118,8 +148,21 @@ class LoopRunner:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @staticmethod
-    def _thread_main(loop: asyncio.AbstractEventLoop, ready: threading.Event) -> None:
+    def http_client(self, proxy: str | None) -> httpx.AsyncClient:
+        """The runner's HTTP client for ``proxy`` (made on first use, on the loop; closed
+        when the loop ends). Call it from the loop thread."""
+        http = self._http.get(proxy)
+        if http is None:
+            from langchain_moltcities.rest import make_http_client
+
+            http = self._http[proxy] = make_http_client(proxy)
+        return http
+
+    async def _close_http(self) -> None:
+        clients, self._http = list(self._http.values()), {}
+        await asyncio.gather(*(c.aclose() for c in clients), return_exceptions=True)
+
+    def _thread_main(self, loop: asyncio.AbstractEventLoop, ready: threading.Event) -> None:
         asyncio.set_event_loop(loop)
         loop.call_soon(ready.set)
         try:
@@ -131,6 +174,7 @@ class LoopRunner:
                     task.cancel()
                 if leftovers:
                     loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
+                loop.run_until_complete(self._close_http())
                 loop.run_until_complete(loop.shutdown_asyncgens())
                 loop.run_until_complete(loop.shutdown_default_executor())
             finally:
