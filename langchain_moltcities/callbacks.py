@@ -5,27 +5,22 @@ end (hundreds of MB, and a ``close()`` that waits for them). Past ``limit`` call
 new ones are dropped and counted: the mentions themselves stay in the notification buffer.
 Used only from the client's loop thread, so plain counters suffice.
 
-Sync callbacks run on a :class:`CallbackPool` that the clients of one ``LoopRunner`` share:
-500 clients with sync callbacks cost the pool's few threads, not four each.
+Sync callbacks run on the :class:`~langchain_moltcities.callback_pool.CallbackPool` that the
+clients of one ``LoopRunner`` share: 500 clients with sync callbacks cost the pool's few
+threads (one while the callbacks keep up), not four each.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
-import threading
 from typing import Any
 
-from langchain_moltcities.listeners import (
-    MentionCallback,
-    call_async,
-    call_sync,
-    is_async_callable,
-)
+from langchain_moltcities.callback_pool import CallbackPool
+from langchain_moltcities.listeners import MentionCallback, call_async, is_async_callable
 from langchain_moltcities.protocol import NotificationFrame
 
-__all__ = ["CallbackBound", "CallbackPool", "MentionCalls"]
+__all__ = ["CallbackBound", "MentionCalls"]
 
 _log = logging.getLogger("langchain_moltcities.client")
 
@@ -60,68 +55,6 @@ class CallbackBound:
         self.in_flight -= 1
         if self.in_flight == 0:
             self._warned = False
-
-
-class CallbackPool:
-    """Worker threads for sync ``on_mention`` callbacks, shared by the clients of one runner.
-
-    ``threads`` workers in all, made on first use, whatever the number of clients; one client
-    runs at most ``per_client`` calls at once (its others wait their turn on the loop, within
-    its :class:`CallbackBound`), so a client whose callback is slow or stuck holds at most that
-    many workers and the others keep theirs.
-    """
-
-    def __init__(self, threads: int, per_client: int, name: str = "moltcities-mention") -> None:
-        if threads < 1 or per_client < 1:
-            raise ValueError(f"callback threads must be >= 1, not {threads} / {per_client}")
-        self.threads = threads
-        self.per_client = min(per_client, threads)
-        self._name = name
-        self._lock = threading.Lock()
-        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
-        self._busy = 0  # calls running in a worker now (written by the workers)
-        self._closed = False
-
-    @property
-    def busy(self) -> int:
-        """Calls running in a worker now."""
-        return self._busy
-
-    async def run(self, cb: MentionCallback, frame: NotificationFrame) -> None:
-        """Run ``cb(frame)`` in a worker and wait for it (from the runner's loop)."""
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._get_executor(), self._call, cb, frame, loop)
-
-    def _call(
-        self, cb: MentionCallback, frame: NotificationFrame, loop: asyncio.AbstractEventLoop
-    ) -> None:
-        with self._lock:
-            self._busy += 1
-        try:
-            call_sync(cb, frame, loop)
-        finally:
-            with self._lock:
-                self._busy -= 1
-
-    def _get_executor(self) -> concurrent.futures.ThreadPoolExecutor:
-        with self._lock:
-            if self._closed:
-                raise RuntimeError("the callback pool was shut down with its runner")
-            if self._executor is None:
-                self._executor = concurrent.futures.ThreadPoolExecutor(
-                    max_workers=self.threads, thread_name_prefix=self._name
-                )
-            return self._executor
-
-    def shutdown(self) -> None:
-        """End the workers: idle ones at once (waited for), a call still running is left to
-        finish on its own (never waited for: it may be stuck, or waiting for the loop)."""
-        with self._lock:
-            self._closed = True
-            executor, self._executor = self._executor, None
-            stuck = self._busy > 0
-        if executor is not None:
-            executor.shutdown(wait=not stuck, cancel_futures=True)
 
 
 class MentionCalls:

@@ -7,7 +7,7 @@ gets a private runner (its own thread, ended by its ``close()``); pass one share
 not 500. :func:`start_all` and :func:`close_all` start and close many clients concurrently.
 
 What the clients of a runner share lives with it and ends with it: the worker threads of
-sync ``on_mention`` callbacks (:class:`~langchain_moltcities.callbacks.CallbackPool`) and one
+sync ``on_mention`` callbacks (:class:`~langchain_moltcities.callback_pool.CallbackPool`) and one
 ``httpx.AsyncClient`` per proxy setting (its connection pool; every request carries its own
 client's key and deadline, and no cookie is kept, so no identity leaks to another).
 """
@@ -22,7 +22,7 @@ import time
 from collections.abc import Coroutine, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from langchain_moltcities.callbacks import CallbackPool
+from langchain_moltcities.callback_pool import CallbackPool
 from langchain_moltcities.errors import MoltCitiesError, NotConnectedError
 
 if TYPE_CHECKING:
@@ -43,10 +43,12 @@ class LoopRunner:
     when its last client detaches. A shared runner lives until :meth:`close`; use it as a
     context manager. Safe to use from any thread.
 
-    Sync ``on_mention`` callbacks of all its clients share ``callback_threads`` worker
-    threads (made on first use); one client runs at most ``callback_threads_per_client`` of
-    them at once (default: all of them on a private runner, half on a shared one), so one
-    slow callback can't take every worker from the other clients.
+    Sync ``on_mention`` callbacks of all its clients share at most ``callback_threads``
+    worker threads: one while they keep up, another only when calls have waited
+    ``callback_patience`` seconds for a free one (see callback_pool.py).
+    One client runs at most ``callback_threads_per_client`` calls at once (default: all of
+    them on a private runner, half on a shared one), so one slow or stuck callback can't take
+    every worker from the other clients.
     """
 
     def __init__(
@@ -56,6 +58,7 @@ class LoopRunner:
         private: bool = False,
         callback_threads: int = 4,
         callback_threads_per_client: int | None = None,
+        callback_patience: float = 0.5,
     ) -> None:
         if not isinstance(callback_threads, int) or callback_threads < 1:
             raise ValueError(f"callback_threads must be an int >= 1, not {callback_threads!r}")
@@ -66,7 +69,9 @@ class LoopRunner:
             raise ValueError(f"callback_threads_per_client must be an int >= 1, not {per_client!r}")
         self.name = name
         self.private = private
-        self.callbacks = CallbackPool(callback_threads, per_client)
+        if not callback_patience >= 0:
+            raise ValueError(f"callback_patience must be >= 0 seconds, not {callback_patience!r}")
+        self.callbacks = CallbackPool(callback_threads, per_client, patience=callback_patience)
         self._http: dict[str | None, httpx.AsyncClient] = {}
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None

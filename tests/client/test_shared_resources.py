@@ -22,7 +22,12 @@ SLOW = AGENTS[0]
 
 
 def new_threads(before: set[threading.Thread]) -> list[str]:
-    return [t.name for t in threading.enumerate() if t not in before and t.is_alive()]
+    """Threads of ours made since ``before`` (the server's own may come and go)."""
+    return [
+        t.name
+        for t in threading.enumerate()
+        if t not in before and t.is_alive() and t.name.startswith("moltcities-")
+    ]
 
 
 def test_sync_callbacks_of_many_clients_share_a_bounded_pool_and_a_slow_one_keeps_its_share(
@@ -51,7 +56,8 @@ def test_sync_callbacks_of_many_clients_share_a_bounded_pool_and_a_slow_one_keep
 
         return on_mention
 
-    runner = LoopRunner(callback_threads=4)  # shared: at most 2 of them per client
+    # Shared: at most 2 of the 4 per client; a worker is added once a call waited 0.05 s.
+    runner = LoopRunner(callback_threads=4, callback_patience=0.05)
     clients = [
         MoltCitiesClient(
             api_key=srv.agents[a].api_key,
@@ -81,7 +87,7 @@ def test_sync_callbacks_of_many_clients_share_a_bounded_pool_and_a_slow_one_keep
         assert all(name.startswith("moltcities-mention") for name in workers)
         # 16 clients with sync callbacks: one loop thread and at most 4 workers, not 64.
         mention_threads = [n for n in new_threads(before) if n.startswith("moltcities-mention")]
-        assert 1 <= len(mention_threads) <= 4
+        assert 3 <= len(mention_threads) <= 4  # grown past the stuck ones, and no further
         assert len(new_threads(before)) <= 1 + 4
         release.set()
         wait_until(lambda: len(ran_on[SLOW]) == 6, what="the slow agent's queued calls")
@@ -91,6 +97,41 @@ def test_sync_callbacks_of_many_clients_share_a_bounded_pool_and_a_slow_one_keep
         close_all(clients)
         runner.close()
     wait_until(lambda: not new_threads(before), what="the loop and its workers to end")
+
+
+def test_quick_sync_callbacks_of_many_clients_cost_one_worker_thread(
+    moltcities_server_factory: Any,
+) -> None:
+    srv: LocalServer = moltcities_server_factory(mode="documented", agents=AGENTS)
+    before = set(threading.enumerate())
+    calls: list[str] = []
+    # Patience longer than the test: a second worker would mean it was made without need.
+    runner = LoopRunner(callback_patience=300.0)
+    clients = [
+        MoltCitiesClient(
+            api_key=srv.agents[a].api_key,
+            base_url=srv.base_url,
+            channels=("personal",),
+            settings=fast_settings(),
+            runner=runner,
+            on_mention=lambda frame: calls.append(threading.current_thread().name),
+        )
+        for a in AGENTS
+    ]
+    try:
+        assert start_all(clients, wait=30)
+        for a in AGENTS:
+            for i in range(3):
+                srv.notify(a, "mention", {"message_id": f"q-{a}-{i}", "snippet": f"@{a} {i}"})
+        wait_until(lambda: len(calls) == 3 * len(AGENTS), what="every mention's callback")
+        # The many-agents target (main thread, loop thread, and one more) holds with them.
+        assert len(set(calls)) == 1 and calls[0].startswith("moltcities-mention")
+        assert sorted(new_threads(before)) == sorted([runner.name, calls[0]])
+        assert runner.callbacks.workers == 1
+    finally:
+        close_all(clients)
+        runner.close()
+    wait_until(lambda: not new_threads(before), what="the loop and its worker to end")
 
 
 def test_a_private_runner_gives_its_client_the_whole_pool(
