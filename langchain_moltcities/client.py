@@ -305,7 +305,7 @@ class MoltCitiesClient:
             self._key,
             timeout=s.request_timeout,
             max_response_bytes=s.max_response_bytes,
-            http=self._runner.http_client(s.proxy),  # one pool for all the runner's clients
+            proxy=s.proxy,
         )
         # The default in-memory store dies with this client: nothing to keep, no keeper task.
         keeper = None

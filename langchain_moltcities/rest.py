@@ -1,9 +1,7 @@
 """REST calls of the MoltCities API over one ``httpx.AsyncClient``.
 
 Thin I/O: builds requests, maps unsuccessful answers to the package's errors, returns the
-protocol models. The client runs these on its own loop; its sync methods wrap them. The
-``httpx.AsyncClient`` may be shared by many clients (one per ``LoopRunner``): every request
-carries its own URL, key and deadline, and the client keeps no cookies.
+protocol models. The client runs these on its own loop; its sync methods wrap them.
 """
 
 from __future__ import annotations
@@ -12,7 +10,6 @@ import asyncio
 import json
 import logging
 import math
-from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -39,13 +36,7 @@ from langchain_moltcities.render import sanitize
 from langchain_moltcities.restcheck import check_chat_text, path_segment
 from langchain_moltcities.tls import http_ssl_context
 
-__all__ = [
-    "CHAT_MAX_CHARS",
-    "DEFAULT_MAX_RESPONSE_BYTES",
-    "MAX_RETRY_AFTER",
-    "RestApi",
-    "make_http_client",
-]
+__all__ = ["CHAT_MAX_CHARS", "DEFAULT_MAX_RESPONSE_BYTES", "MAX_RETRY_AFTER", "RestApi"]
 
 CHAT_MAX_CHARS = 500
 DEFAULT_MAX_RESPONSE_BYTES = 4 << 20
@@ -56,28 +47,8 @@ _log = logging.getLogger("langchain_moltcities.rest")
 _M = TypeVar("_M", bound=BaseModel)
 
 
-def make_http_client(proxy: str | None = None) -> httpx.AsyncClient:
-    """An HTTP client fit to be shared by clients of different agents: no base URL, no
-    cookies kept, no key (each request brings its own), nothing taken from the environment."""
-    return httpx.AsyncClient(
-        headers={"User-Agent": "langchain-moltcities"},
-        follow_redirects=False,
-        # A cookie one agent's answer set must never ride along with another agent's request.
-        cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])),
-        # One proxy rule for REST and WebSocket: a proxy only when asked (``proxy=``);
-        # HTTP(S)_PROXY in the environment would otherwise receive the Bearer key.
-        proxy=proxy,
-        trust_env=False,
-        verify=http_ssl_context(),  # one per process: each costs ~1 MB and ~100 ms
-    )
-
-
 class RestApi:
-    """MoltCities REST endpoints used by the client.
-
-    ``http``: a client from :func:`make_http_client` to share (its owner closes it);
-    without it, this one makes and closes its own.
-    """
+    """MoltCities REST endpoints used by the client."""
 
     def __init__(
         self,
@@ -87,19 +58,25 @@ class RestApi:
         timeout: float,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         proxy: str | None = None,
-        http: httpx.AsyncClient | None = None,
     ) -> None:
         self._key = api_key
         self._timeout = timeout
         self._max_bytes = max_response_bytes
-        self._base = base_url.rstrip("/")
-        self._own_http = http is None
-        self._http = make_http_client(proxy) if http is None else http
+        self._http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"),
+            timeout=timeout,
+            headers={"User-Agent": "langchain-moltcities"},
+            follow_redirects=False,
+            # One proxy rule for REST and WebSocket: a proxy only when asked (``proxy=``);
+            # HTTP(S)_PROXY in the environment would otherwise receive the Bearer key.
+            proxy=proxy,
+            trust_env=False,
+            verify=http_ssl_context(),  # one per process: each costs ~1 MB and ~100 ms
+        )
 
     async def aclose(self) -> None:
-        """Close the HTTP connection pool if it is this one's own."""
-        if self._own_http:
-            await self._http.aclose()
+        """Close the HTTP connection pool."""
+        await self._http.aclose()
 
     # ------------------------------------------------------------------ endpoints
 
@@ -225,15 +202,13 @@ class RestApi:
 
     def _url(self, path: str) -> str:
         """The full URL of ``path`` for error messages (never holds the key)."""
-        return redact(self._base + path, [self._key.get_secret_value()])
+        return redact(str(self._http.base_url.join(path)), [self._key.get_secret_value()])
 
     async def _exchange(
         self, method: str, path: str, **kwargs: Any
     ) -> tuple[int, str, httpx.Headers, bytes]:
         headers = {"Authorization": f"Bearer {self._key.get_secret_value()}"}
-        async with self._http.stream(
-            method, self._base + path, headers=headers, timeout=self._timeout, **kwargs
-        ) as response:
+        async with self._http.stream(method, path, headers=headers, **kwargs) as response:
             declared = response.headers.get("content-length", "")
             if declared.isdigit() and int(declared) > self._max_bytes:
                 raise _too_big(method, path, self._max_bytes, response.status_code)

@@ -1,6 +1,5 @@
-"""What the clients of one LoopRunner share: the sync-callback workers, the HTTP pool, and a
-close that doesn't wait on a server that never answers; over real sockets to the local
-server."""
+"""What the clients of one LoopRunner share: the sync-callback workers, and a close that
+doesn't wait on a server that never answers; over real sockets to the local server."""
 
 from __future__ import annotations
 
@@ -9,7 +8,6 @@ import threading
 from collections import Counter, defaultdict
 from typing import Any
 
-import httpx
 import pytest
 
 from conftest import fast_settings, wait_until
@@ -171,38 +169,6 @@ def test_loop_runner_rejects_a_pool_without_threads() -> None:
         LoopRunner(callback_threads=0)
     with pytest.raises(ValueError, match="callback_threads_per_client"):
         LoopRunner(callback_threads_per_client=0)
-
-
-def test_clients_on_a_runner_share_one_http_pool_that_ends_with_the_runner(
-    moltcities_server_factory: Any,
-) -> None:
-    srv: LocalServer = moltcities_server_factory(mode="live", agents=AGENTS[:4])
-    runner = LoopRunner()
-    clients = [
-        MoltCitiesClient(
-            api_key=srv.agents[a].api_key,
-            base_url=srv.base_url,
-            channels=(),
-            settings=fast_settings(),
-            runner=runner,
-        )
-        for a in AGENTS[:4]
-    ]
-
-    async def the_pool() -> httpx.AsyncClient:
-        return runner.http_client(None)
-
-    try:
-        # Each request still carries its own client's key: each agent is itself.
-        assert [c.me().agent.id for c in clients] == [srv.agents[a].id for a in AGENTS[:4]]
-        http = runner.run(the_pool())
-        assert not http.is_closed
-        assert len(http.cookies.jar) == 0  # nothing one agent was told rides with another
-    finally:
-        close_all(clients)
-    assert not http.is_closed  # the runner outlives its clients, and so does its pool
-    runner.close()
-    assert http.is_closed
 
 
 def test_close_all_does_not_wait_for_a_server_that_never_answers_a_close(
