@@ -19,8 +19,18 @@ from pyinstrument.session import Session
 # Every one of these functions must run per message (tests/test_benchmarks_smoke.py checks
 # it), so the table can't keep a row for a step that moved.
 SPANS: tuple[tuple[str, str, str, bool], ...] = (
-    ("websockets: read socket, unframe, UTF-8", "websockets/", "data_received", True),
-    ("websockets: hand the message over (recv)", "websockets/asyncio/connection.py", "recv", True),
+    (
+        "read socket, unframe, hand over (wire.DirectConnection)",
+        "langchain_moltcities/wire.py",
+        "data_received",
+        True,
+    ),
+    (
+        "unframe whole messages (wire.split_messages)",
+        "langchain_moltcities/wire.py",
+        "split_messages",
+        True,
+    ),
     (
         "parse_frame (json.loads + pydantic)",
         "langchain_moltcities/protocol.py",
@@ -28,9 +38,9 @@ SPANS: tuple[tuple[str, str, str, bool], ...] = (
         True,
     ),
     (
-        "Channel._session receive loop (own time)",
+        "Channel's per-message step (own time)",
         "langchain_moltcities/connection.py",
-        "_session",
+        "on_message",
         False,
     ),
     (

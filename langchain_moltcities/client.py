@@ -192,8 +192,8 @@ class MoltCitiesClient:
         )
         self._listeners: list[MentionCallback] = [on_mention] if on_mention else []
         self._frame_listeners: list[FrameListener] = []
-        # What the buffers accept (new, deduplicated, wanted) goes to the event streams too.
-        self._notifications.on_new = self._town.on_new = self._emit_frame
+        # What the buffers accept (new, deduplicated, wanted) goes to the event streams too,
+        # once there is one: until then the buffers call nothing per item.
         self._dispatched = RecentIds(self.settings.dedupe_memory)
         # Filter, acked ids, handle directory and recovered mentions: one room (ingest.py).
         self._ingest = Ingest(self._notifications, self._town, memory=self.settings.dedupe_memory)
@@ -581,11 +581,14 @@ class MoltCitiesClient:
         if not callable(callback):
             raise InvalidArgumentError("a frame listener must be callable")
         self._frame_listeners.append(callback)
+        self._notifications.on_new = self._town.on_new = self._emit_frame
 
     def remove_frame_listener(self, callback: FrameListener) -> None:
         """Stop calling ``callback``; unknown callbacks are ignored."""
         with contextlib.suppress(ValueError):
             self._frame_listeners.remove(callback)
+        if not self._frame_listeners:
+            self._notifications.on_new = self._town.on_new = None
 
     def events(
         self, kinds: Sequence[str] | None = None, *, max_pending: int = 1000

@@ -11,7 +11,7 @@ Two live-server habits make the default ``websockets`` close slow:
   ``close_all``. Reading on, rather than pausing, drains the socket, so the end is a FIN, not
   a reset that could cost the server our close frame; a server's EOF ends the wait at once.
 - After its own close frame (4003, 4000) the server keeps TCP open about 10 s: the close
-  frame is the verdict, so our side closes at once (:class:`PromptCloseConnection`).
+  frame is the verdict, so our side closes at once (wire.py's connection does that).
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ import contextlib
 from websockets.asyncio.client import ClientConnection
 from websockets.protocol import State
 
-__all__ = ["CLOSE_REPLY_WAIT", "PromptCloseConnection", "begin_closing"]
+from langchain_moltcities.wire import DirectConnection
+
+__all__ = ["CLOSE_REPLY_WAIT", "ClosingConnection", "begin_closing"]
 
 CLOSE_REPLY_WAIT = 0.25
 """Longest wait (seconds) for the server to end the connection after our close frame,
@@ -30,30 +32,27 @@ however long the client's ``close_timeout``: a server that answers does so withi
 trip, and many clients closing at once wait in parallel, so this bounds ``close_all`` too."""
 
 
-class PromptCloseConnection(ClientConnection):
-    """A client connection that ends as soon as the closing is decided, either way."""
+class ClosingConnection(DirectConnection):
+    """The channel's connection (see wire.py), which can stop reading frames once we close."""
 
     _discarding = False
 
     def discard_incoming(self) -> None:
         """From now on, drop what arrives unread and end at the server's EOF."""
         self._discarding = True
+        self.handler = None
         with contextlib.suppress(Exception):
-            self.transport.resume_reading()  # websockets pauses it when its queue is full
+            self.transport.resume_reading()  # paused when messages wait for a handler
 
     def data_received(self, data: bytes) -> None:
-        """Feed ``websockets`` (unless discarding); close at once after the server's close."""
-        if self._discarding:
-            return
-        super().data_received(data)
-        if self.protocol.close_rcvd is not None and not self.transport.is_closing():
-            # The server's close frame is the verdict: don't wait for the TCP close it delays.
-            self.transport.close()
+        """Hand over (see wire.py), unless we closed: then throw ``data`` away unread."""
+        if not self._discarding:
+            super().data_received(data)
 
     def eof_received(self) -> None:
-        """The server ended TCP; while discarding, that is the end: no parse, no wait."""
+        """The server ended TCP; after our close frame that is the end: no parse, no wait."""
         if self._discarding:
-            self.transport.abort()  # the server is done too: nothing left to wait for
+            self.transport.abort()
             return
         super().eof_received()
 
@@ -72,7 +71,7 @@ def begin_closing(ws: ClientConnection, close_timeout: float) -> asyncio.Future[
             for data in ws.protocol.data_to_send():
                 if data:
                     ws.transport.write(data)
-    if isinstance(ws, PromptCloseConnection):
+    if isinstance(ws, ClosingConnection):
         ws.discard_incoming()
     lost = ws.connection_lost_waiter
     if not lost.done():

@@ -33,7 +33,7 @@ from langchain_moltcities.backoff import (
     decide_network_error,
 )
 from langchain_moltcities.catchup import ChatCatchUp, poll_notifications
-from langchain_moltcities.closing import PromptCloseConnection, begin_closing
+from langchain_moltcities.closing import ClosingConnection, begin_closing
 from langchain_moltcities.errors import AuthenticationError, MoltCitiesError, RateLimitError
 from langchain_moltcities.protocol import (
     AckFrame,
@@ -56,6 +56,7 @@ from langchain_moltcities.redact import RedactingLogger, redact
 from langchain_moltcities.rest import RestApi
 from langchain_moltcities.settings import ClientSettings
 from langchain_moltcities.tls import ws_ssl_context
+from langchain_moltcities.wire import DirectConnection
 
 __all__ = ["CHANNELS", "Channel", "ChannelInfo", "ChannelName", "FrameSink", "Transport"]
 
@@ -362,7 +363,7 @@ class Channel:
                 user_agent_header="langchain-moltcities",
                 # Only the proxy asked for (the same rule as REST), never one from the environment.
                 proxy=s.proxy,
-                create_connection=PromptCloseConnection,
+                create_connection=ClosingConnection,  # a wire.DirectConnection
             )
         except InvalidStatus as exc:
             self._failures += 1
@@ -389,6 +390,7 @@ class Channel:
         _log.info("%s channel connected (connection #%d)", self.name, self.info.connect_count)
         try:
             backfill_retry_in = await self._after_connect(ws)
+            assert isinstance(ws, DirectConnection)  # what create_connection makes
             return await self._session(ws, backfill_retry_in)
         finally:
             self._ws = None
@@ -416,7 +418,7 @@ class Channel:
                 return await self._backfill_chat()
         return None
 
-    async def _session(self, ws: ClientConnection, backfill_retry_in: float | None) -> Decision:
+    async def _session(self, ws: DirectConnection, backfill_retry_in: float | None) -> Decision:
         self._last_data = time.monotonic()
         self._ping_outstanding_since = None
         self._dead_reason = None
@@ -430,37 +432,39 @@ class Channel:
                     name=f"moltcities-{self.name}-backfill",
                 )
             )
-        oversize = False
+        # Runs per message, inside the read that unframed it (see wire.py): callables bound
+        # to locals, and a live notification (the bulk of any busy channel) goes straight to
+        # the sink.
+        handle, clock, sink, name = self._handle, time.monotonic, self._sink, self.name
+
+        def on_message(raw: bytes) -> None:
+            self._last_data = clock()
+            # Raw bytes: parse_frame checks UTF-8 itself while reading the JSON.
+            frame = parse_frame(raw)
+            if type(frame) is NotificationFrame and self._backlog is None:
+                try:
+                    sink(name, frame, raw)
+                except Exception:
+                    _log.exception("%s channel: delivering a frame failed", name)
+            else:
+                handle(frame, raw)
+
         try:
-            # This loop runs per frame: callables bound to locals, and a live notification (the
-            # bulk of any busy channel) goes straight to the sink.
-            handle, clock, sink, name = self._handle, time.monotonic, self._sink, self.name
-            recv = ws.recv
-            while True:
-                # Raw bytes: parse_frame checks UTF-8 itself while reading the JSON, so
-                # decoding to str first would only pay for it twice.
-                raw = await recv(decode=False)
-                self._last_data = clock()
-                frame = parse_frame(raw)
-                if type(frame) is NotificationFrame and self._backlog is None:
-                    try:
-                        sink(name, frame, raw)
-                    except Exception:
-                        _log.exception("%s channel: delivering a frame failed", name)
-                else:
-                    handle(frame, raw)
-        except ConnectionClosed as exc:
-            oversize = exc.sent is not None and exc.sent.code == _MESSAGE_TOO_BIG
-            if exc.sent is not None and "keepalive" in exc.sent.reason and not self._dead_reason:
-                # websockets' own ping went unanswered: the same half-open verdict as ours.
-                self._dead_reason = (
-                    f"no answer to a WebSocket ping within {self._settings.pong_timeout:g} s "
-                    "(half-open link)"
-                )
+            ws.attach(on_message)
+            await ws.wait_closed()
         finally:
+            ws.detach()
             for helper in helpers:
                 helper.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
+        sent = ws.protocol.close_sent
+        oversize = sent is not None and sent.code == _MESSAGE_TOO_BIG
+        if sent is not None and "keepalive" in sent.reason and not self._dead_reason:
+            # websockets' own ping went unanswered: the same half-open verdict as ours.
+            self._dead_reason = (
+                f"no answer to a WebSocket ping within {self._settings.pong_timeout:g} s "
+                "(half-open link)"
+            )
         code = ws.close_code
         reason = ws.close_reason or ""
         self.info.last_close_code = code

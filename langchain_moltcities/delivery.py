@@ -133,8 +133,9 @@ class DeliveryBuffer(Generic[T]):
         self._byte_cap = max_bytes if max_bytes is not None else sys.maxsize
         self._lock = threading.Lock()
         # Each unread entry is (item or its packed bytes, the ids it is known by, its kind): a
-        # bare tuple, not a class, because one is made per inbound item, on the hot path.
-        self._unread: deque[tuple[Any, tuple[str, ...], str]] = deque()
+        # bare tuple, not a class, because one is made per inbound item, on the hot path. The
+        # ids are one str for the common item known by one id (no tuple per item).
+        self._unread: deque[tuple[Any, str | tuple[str, ...], str]] = deque()
         self._bytes = 0
         self._truncated = 0
         self._seen = RecentIds(max(dedupe_memory, capacity))
@@ -182,22 +183,26 @@ class DeliveryBuffer(Generic[T]):
             self._received += 1
             unread = self._unread
             codec = self._codec
+            held_ids = keys[0] if len(keys) == 1 else keys
             if codec is None:
-                unread.append((item, keys, kind))
+                unread.append((item, held_ids, kind))
             else:
                 if raw is None or len(raw) > self._max_item:
                     raw, cut = codec.pack(item, raw)
                     if cut:
                         self._truncated += 1
-                unread.append((raw, keys, kind))
+                unread.append((raw, held_ids, kind))
                 self._bytes += len(raw)
             capacity, byte_cap = self.capacity, self._byte_cap
             while len(unread) > capacity or self._bytes > byte_cap:
                 held, old_keys, _ = unread.popleft()
                 if codec is not None:
                     self._bytes -= len(held)
-                for k in old_keys:
-                    seen.pop(k, None)
+                if type(old_keys) is str:
+                    seen.pop(old_keys, None)
+                else:
+                    for k in old_keys:
+                        seen.pop(k, None)
                 self._overflow += 1
                 self._dropped_since_read += 1
                 if self._dropped_since_read == 1:
@@ -222,7 +227,7 @@ class DeliveryBuffer(Generic[T]):
         wanted = set(kinds) if kinds is not None else None
         with self._lock:
             held: list[Any] = []
-            kept: deque[tuple[Any, tuple[str, ...], str]] = deque()
+            kept: deque[tuple[Any, str | tuple[str, ...], str]] = deque()
             for entry in self._unread:
                 if (limit is None or len(held) < limit) and (wanted is None or entry[2] in wanted):
                     held.append(entry[0])
