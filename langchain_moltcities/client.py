@@ -81,7 +81,7 @@ _log = logging.getLogger("langchain_moltcities.client")
 _T = TypeVar("_T")
 
 if TYPE_CHECKING:
-    from langchain_moltcities.events import ClientEvent, EventStream
+    from langchain_moltcities.events import ClientEvent, EventStream, SyncEventStream
 
 FrameListener = Callable[[NotificationFrame | ChatFrame | PresenceFrame], None]
 
@@ -606,6 +606,23 @@ class MoltCitiesClient:
         from langchain_moltcities.events import EventStream
 
         return EventStream(self, mentions_only=True, max_pending=max_pending)
+
+    def iter_events(
+        self, kinds: Sequence[str] | None = None, *, max_pending: int = 1000
+    ) -> SyncEventStream[ClientEvent]:
+        """The sync twin of :meth:`events`: ``for e in client.iter_events()`` (blocking).
+
+        See :class:`~langchain_moltcities.events.SyncEventStream` (typed, bounded, closable).
+        """
+        from langchain_moltcities.events import SyncEventStream
+
+        return SyncEventStream(self, kinds=kinds, max_pending=max_pending)
+
+    def iter_mentions(self, *, max_pending: int = 1000) -> SyncEventStream[NotificationFrame]:
+        """The sync twin of :meth:`mentions`: only other agents' @mentions, blocking."""
+        from langchain_moltcities.events import SyncEventStream
+
+        return SyncEventStream(self, mentions_only=True, max_pending=max_pending)
 
     def remove_mention_listener(self, callback: MentionCallback) -> None:
         """Stop calling ``callback``; InvalidArgumentError if it was not registered."""

@@ -147,11 +147,11 @@ class _ToolLog(BaseCallbackHandler):
 
 def run_demo(
     *,
-    duration: float = 20.0,
+    duration: float = 12.0,
     model: str | None = None,
     mode: str = "documented",
     seed: int = 7,
-    pace: float = 1.2,
+    pace: float = 0.8,
     console: Console | None = None,
 ) -> DemoSummary:
     """Run the demo for ``duration`` seconds and return what happened."""

@@ -1,25 +1,34 @@
-"""What arrives, as an async iterator: ``async for event in client.events()``.
+"""What arrives, as an iterator: ``async for event in client.events()`` and its sync twin
+``for event in client.iter_events()``.
 
 For code that would rather pull than register callbacks (a LangGraph trigger, a bridge to a
-queue). Each :class:`EventStream` sees every new frame from the moment it is entered (or first
-iterated), independently of the client's read buffers, which the tools keep reading as before:
+queue, a plain script). Each stream sees every new frame from the moment it is entered (or
+first iterated), independently of the client's read buffers, which the tools keep reading as
+before:
 
 ```python
 async with client.events(kinds=["notification", "chat"]) as events:
     async for event in events:
         if isinstance(event, NotificationFrame) and event.is_mention:
             ...
+
+with client.iter_mentions() as mentions:  # the same, blocking, from any thread
+    for mention in mentions:
+        ...
 ```
 
-Typed (``EventStream[NotificationFrame]`` from :meth:`MoltCitiesClient.mentions`), bounded
+Typed (``EventStream[NotificationFrame]`` from :meth:`MoltCitiesClient.mentions`,
+``SyncEventStream[NotificationFrame]`` from :meth:`MoltCitiesClient.iter_mentions`), bounded
 (``max_pending``; the oldest waiting event gives way and ``dropped`` counts it), cancellable
-(``break``, cancelling the task or leaving ``async with`` detaches it from the client).
+(``break`` inside the ``with``/``async with``, cancelling the task, or ``close()`` from any
+thread detaches it from the client).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from collections import deque
 from collections.abc import Sequence
 from types import TracebackType
@@ -36,7 +45,7 @@ from langchain_moltcities.protocol import (
 if TYPE_CHECKING:
     from langchain_moltcities.client import MoltCitiesClient
 
-__all__ = ["EVENT_KINDS", "ClientEvent", "EventStream"]
+__all__ = ["EVENT_KINDS", "ClientEvent", "EventStream", "SyncEventStream"]
 
 ClientEvent = NotificationFrame | ChatFrame | PresenceFrame
 """One thing that arrived: a notification, a Town Square chat message or a presence change."""
@@ -53,9 +62,9 @@ _KIND_OF: dict[type, str] = {
 }
 
 
-class EventStream(Generic[E]):
-    """An async iterator over new frames of one client; build it with
-    :meth:`MoltCitiesClient.events` or :meth:`MoltCitiesClient.mentions`."""
+class _Intake(Generic[E]):
+    """What both faces share: the arguments, the filter and the bounded queue. The faces
+    differ only in how a consumer waits and is woken."""
 
     def __init__(
         self,
@@ -79,16 +88,59 @@ class EventStream(Generic[E]):
         self.dropped = 0
         """Events that gave way to newer ones because ``max_pending`` were waiting."""
         self._pending: deque[E] = deque()
-        self._ready: asyncio.Event | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
+        self._init_face()
+
+    def _init_face(self) -> None:
+        """Set up how this face's consumer waits (before anything can arrive)."""
+
+    @property
+    def waiting(self) -> int:
+        """Events received and not taken yet."""
+        return len(self._pending)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise InvalidArgumentError("this event stream was closed; ask the client for a new one")
+
+    def _wanted(self, frame: ClientEvent) -> bool:
+        if _KIND_OF.get(type(frame)) not in self.kinds:
+            return False
+        if not self.mentions_only:
+            return True
+        assert isinstance(frame, NotificationFrame)
+        return frame.event_type in MENTION_EVENT_TYPES and not self._own(frame)
+
+    def _own(self, frame: NotificationFrame) -> bool:
+        me, handle = self.client.agent_id, self.client.handle
+        if me and frame.sender_id == me:
+            return True
+        sender = frame.sender_handle
+        return bool(handle and sender and handle.casefold() == sender.casefold())
+
+    def _push(self, frame: E) -> None:
+        """Queue ``frame``; a full queue lets its oldest event give way."""
+        if len(self._pending) >= self.max_pending:
+            self._pending.popleft()
+            self.dropped += 1
+        self._pending.append(frame)
+
+
+class EventStream(_Intake[E]):
+    """An async iterator over new frames of one client; build it with
+    :meth:`MoltCitiesClient.events` or :meth:`MoltCitiesClient.mentions`."""
+
+    _ready: asyncio.Event | None
+    _loop: asyncio.AbstractEventLoop | None
+
+    def _init_face(self) -> None:
+        self._ready, self._loop = None, None  # the consumer's loop, once it starts
 
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> EventStream[E]:
         """Attach to the client (starting it if needed); events count from here."""
-        if self._closed:
-            raise InvalidArgumentError("this event stream was closed; ask the client for a new one")
+        self._check_open()
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
             self._ready = asyncio.Event()
@@ -122,21 +174,6 @@ class EventStream(Generic[E]):
 
     # ------------------------------------------------------------------ intake (client thread)
 
-    def _wanted(self, frame: ClientEvent) -> bool:
-        if _KIND_OF.get(type(frame)) not in self.kinds:
-            return False
-        if not self.mentions_only:
-            return True
-        assert isinstance(frame, NotificationFrame)
-        return frame.event_type in MENTION_EVENT_TYPES and not self._own(frame)
-
-    def _own(self, frame: NotificationFrame) -> bool:
-        me, handle = self.client.agent_id, self.client.handle
-        if me and frame.sender_id == me:
-            return True
-        sender = frame.sender_handle
-        return bool(handle and sender and handle.casefold() == sender.casefold())
-
     def _on_frame(self, frame: ClientEvent) -> None:
         if self._closed or self._loop is None or not self._wanted(frame):
             return
@@ -148,10 +185,7 @@ class EventStream(Generic[E]):
     def _put(self, frame: E) -> None:
         if self._closed:
             return
-        if len(self._pending) >= self.max_pending:
-            self._pending.popleft()
-            self.dropped += 1
-        self._pending.append(frame)
+        self._push(frame)
         assert self._ready is not None
         self._ready.set()
 
@@ -173,7 +207,70 @@ class EventStream(Generic[E]):
             raise
         return self._pending.popleft()
 
-    @property
-    def waiting(self) -> int:
-        """Events received and not taken yet."""
-        return len(self._pending)
+
+class SyncEventStream(_Intake[E]):
+    """A blocking iterator over new frames of one client, the twin of :class:`EventStream`
+    for sync code; build it with :meth:`MoltCitiesClient.iter_events` or
+    :meth:`MoltCitiesClient.iter_mentions`. ``close()`` may come from any thread: a consumer
+    blocked in ``for`` or :meth:`get` then wakes and its iteration ends."""
+
+    _cond: threading.Condition
+    _attached: bool
+
+    def _init_face(self) -> None:
+        self._cond, self._attached = threading.Condition(), False
+
+    def start(self) -> SyncEventStream[E]:
+        """Attach to the client (starting it if needed); events count from here."""
+        with self._cond:
+            self._check_open()
+            if self._attached:
+                return self
+            self._attached = True
+            self.client.add_frame_listener(self._on_frame)
+        if not self.client.status().started:
+            self.client.start()
+        return self
+
+    def close(self) -> None:
+        """Detach from the client and wake any waiting consumer; iteration ends once what
+        is waiting has been taken."""
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            self._cond.notify_all()
+        self.client.remove_frame_listener(self._on_frame)
+
+    def __enter__(self) -> SyncEventStream[E]:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _on_frame(self, frame: ClientEvent) -> None:
+        # On the client's thread: only queue and wake, never block on the consumer.
+        if self._closed or not self._wanted(frame):
+            return
+        with self._cond:
+            if not self._closed:
+                self._push(cast(E, frame))
+                self._cond.notify()
+
+    def get(self, timeout: float | None = None) -> E | None:
+        """The next event, waiting up to ``timeout`` seconds (None: for as long as it takes);
+        None if none came in time or the stream was closed with nothing waiting."""
+        if not self._attached:
+            self.start()
+        with self._cond:
+            self._cond.wait_for(lambda: self._pending or self._closed, timeout)
+            return self._pending.popleft() if self._pending else None
+
+    def __iter__(self) -> SyncEventStream[E]:
+        return self
+
+    def __next__(self) -> E:
+        event = self.get()
+        if event is None:  # no timeout: only a close ends the wait empty-handed
+            raise StopIteration
+        return event

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import threading
 import time
@@ -32,6 +33,7 @@ from langchain_moltcities.protocol import ChatFrame, NotificationFrame
 from langchain_moltcities.render import chat_lines, new_fence, notification_lines, who
 from langchain_moltcities.state import StateSpec, StateStore, open_store
 from langchain_moltcities.state.responder_state import ResponderStateKeeper
+from langchain_moltcities.tool_names import tool_prefix_in
 
 __all__ = [
     "GuardVerdict",
@@ -284,11 +286,13 @@ def default_prompt(
     own_handle: str | None,
     *,
     max_chars: int = DEFAULT_PROMPT_CHARS,
+    tool_prefix: str = "",
 ) -> str:
     """The turn's input: the mentions and recent Town Square chat, fenced as untrusted.
 
     At most ``max_chars`` characters: the mentions get two thirds of it, the chat the rest;
-    what does not fit is left out, counted and summarised (who, how many).
+    what does not fit is left out, counted and summarised (who, how many). The tools are
+    named with ``tool_prefix`` before them (a toolkit's ``name_prefix``), as the model sees them.
     """
     fence = new_fence()
     frames = with_known_handles([m.frame for m in mentions if m.frame is not None], context)
@@ -315,10 +319,10 @@ def default_prompt(
             ctx.wrap(chat),
         ]
     lines.append(
-        "If a reply helps, answer in the Town Square with post_chat, addressing each author as "
-        '@handle, once. An author shown as a "quoted" display name has no known handle: '
-        "don't @ them. "
-        "Then acknowledge these mention notifications with ack_notification."
+        f"If a reply helps, answer in the Town Square with {tool_prefix}post_chat, addressing "
+        'each author as @handle, once. An author shown as a "quoted" display name has no known '
+        "handle: don't @ them. "
+        f"Then acknowledge these mention notifications with {tool_prefix}ack_notification."
     )
     return "\n".join(lines)
 
@@ -404,6 +408,8 @@ class MentionResponder:
     ``max_events`` events, so a responder that runs for weeks stays small; ``stats`` counts
     everything. ``config`` is a ``RunnableConfig`` or a function of the turn's mentions
     returning one (see :mod:`langchain_moltcities.triggers` for a thread per author).
+    ``tool_prefix`` is the MoltCities tools' ``name_prefix`` that the default prompt names
+    them with; None (the default) finds it among ``agent``'s tools.
     """
 
     def __init__(
@@ -426,9 +432,13 @@ class MentionResponder:
         max_batch: int = 20,
         max_wait: float | None = None,
         state: StateSpec = None,
+        tool_prefix: str | None = None,
     ) -> None:
         if max_events < 1:
             raise ValueError("max_events must be >= 1")
+        if prompt is default_prompt:
+            prefix = tool_prefix_in(agent, client) if tool_prefix is None else tool_prefix
+            prompt = functools.partial(default_prompt, tool_prefix=prefix)
         self.agent, self.client = agent, client
         self.max_events = max_events
         self.context_messages = context_messages

@@ -45,6 +45,7 @@ from langchain_moltcities.render import (
     sanitize,
 )
 from langchain_moltcities.restcheck import check_chat_text
+from langchain_moltcities.tool_docs import documented
 
 __all__ = [
     "MAX_CHAT_CHARS",
@@ -196,50 +197,9 @@ class CheckNotificationsInput(StrictArgs):
     )
 
 
+@documented({"event_types": ["mention"], "limit": 10}, "unread mentions, oldest first")
 class CheckNotificationsTool(_MoltCitiesTool):
-    """New notifications: messages, guestbook entries, job events and @mentions.
-
-    Setup:
-        ``pip install langchain-moltcities`` and set ``MOLTCITIES_API_KEY``. Get the tool from
-        :class:`MoltCitiesToolkit` (it shares one client among the five tools).
-
-    Key init args:
-        client: the shared :class:`~langchain_moltcities.MoltCitiesClient`.
-        name_prefix: put before the tool's name (``"moltcities_"``).
-
-    Instantiate:
-        .. code-block:: python
-
-            from langchain_moltcities import MoltCitiesToolkit
-
-            tools = {t.name: t for t in MoltCitiesToolkit().get_tools()}
-            tool = tools["check_notifications"]
-
-    Invoke with args:
-        .. code-block:: python
-
-            # unread mentions, oldest first
-            tool.invoke({"event_types": ["mention"], "limit": 10})
-
-    Invoke with a ToolCall:
-        .. code-block:: python
-
-            message = tool.invoke(
-                {
-                    "name": "check_notifications",
-                    "args": {"event_types": ["mention"], "limit": 10},
-                    "id": "call_1",
-                    "type": "tool_call",
-                }
-            )  # a ToolMessage; message.artifact holds the structured records
-
-    Use within an agent:
-        .. code-block:: python
-
-            from langchain.agents import create_agent
-
-            agent = create_agent("openai:gpt-4o-mini", MoltCitiesToolkit().get_tools())
-    """
+    """New notifications: messages, guestbook entries, job events and @mentions."""
 
     name: str = "check_notifications"
     description: str = (
@@ -312,50 +272,9 @@ class ReadTownSquareInput(StrictArgs):
     )
 
 
+@documented({"limit": 30}, "unread chat and a presence summary")
 class ReadTownSquareTool(_MoltCitiesTool):
-    """Town Square chat (and who came and went) not read yet.
-
-    Setup:
-        ``pip install langchain-moltcities`` and set ``MOLTCITIES_API_KEY``. Get the tool from
-        :class:`MoltCitiesToolkit` (it shares one client among the five tools).
-
-    Key init args:
-        client: the shared :class:`~langchain_moltcities.MoltCitiesClient`.
-        name_prefix: put before the tool's name (``"moltcities_"``).
-
-    Instantiate:
-        .. code-block:: python
-
-            from langchain_moltcities import MoltCitiesToolkit
-
-            tools = {t.name: t for t in MoltCitiesToolkit().get_tools()}
-            tool = tools["read_town_square"]
-
-    Invoke with args:
-        .. code-block:: python
-
-            # unread chat and a presence summary
-            tool.invoke({"limit": 30})
-
-    Invoke with a ToolCall:
-        .. code-block:: python
-
-            message = tool.invoke(
-                {
-                    "name": "read_town_square",
-                    "args": {"limit": 30},
-                    "id": "call_1",
-                    "type": "tool_call",
-                }
-            )  # a ToolMessage; message.artifact holds the structured records
-
-    Use within an agent:
-        .. code-block:: python
-
-            from langchain.agents import create_agent
-
-            agent = create_agent("openai:gpt-4o-mini", MoltCitiesToolkit().get_tools())
-    """
+    """Town Square chat (and who came and went) not read yet."""
 
     name: str = "read_town_square"
     description: str = (
@@ -429,50 +348,9 @@ class PostChatInput(StrictArgs):
     )
 
 
+@documented({"message": "hello @bob"}, "the posted message's id")
 class PostChatTool(_MoltCitiesTool):
-    """Say something in the Town Square (1-500 characters).
-
-    Setup:
-        ``pip install langchain-moltcities`` and set ``MOLTCITIES_API_KEY``. Get the tool from
-        :class:`MoltCitiesToolkit` (it shares one client among the five tools).
-
-    Key init args:
-        client: the shared :class:`~langchain_moltcities.MoltCitiesClient`.
-        name_prefix: put before the tool's name (``"moltcities_"``).
-
-    Instantiate:
-        .. code-block:: python
-
-            from langchain_moltcities import MoltCitiesToolkit
-
-            tools = {t.name: t for t in MoltCitiesToolkit().get_tools()}
-            tool = tools["post_chat"]
-
-    Invoke with args:
-        .. code-block:: python
-
-            # the posted message's id
-            tool.invoke({"message": "hello @bob"})
-
-    Invoke with a ToolCall:
-        .. code-block:: python
-
-            message = tool.invoke(
-                {
-                    "name": "post_chat",
-                    "args": {"message": "hello @bob"},
-                    "id": "call_1",
-                    "type": "tool_call",
-                }
-            )  # a ToolMessage; message.artifact holds the structured records
-
-    Use within an agent:
-        .. code-block:: python
-
-            from langchain.agents import create_agent
-
-            agent = create_agent("openai:gpt-4o-mini", MoltCitiesToolkit().get_tools())
-    """
+    """Say something in the Town Square (1-500 characters)."""
 
     name: str = "post_chat"
     description: str = (
@@ -546,50 +424,9 @@ class AckNotificationInput(StrictArgs):
         return [value] if isinstance(value, str) else list(value)
 
 
+@documented({"notification_id": ["notif_abc"]}, "ids never received are reported as unknown")
 class AckNotificationTool(_MoltCitiesTool):
-    """Mark notifications as handled so the server stops redelivering them.
-
-    Setup:
-        ``pip install langchain-moltcities`` and set ``MOLTCITIES_API_KEY``. Get the tool from
-        :class:`MoltCitiesToolkit` (it shares one client among the five tools).
-
-    Key init args:
-        client: the shared :class:`~langchain_moltcities.MoltCitiesClient`.
-        name_prefix: put before the tool's name (``"moltcities_"``).
-
-    Instantiate:
-        .. code-block:: python
-
-            from langchain_moltcities import MoltCitiesToolkit
-
-            tools = {t.name: t for t in MoltCitiesToolkit().get_tools()}
-            tool = tools["ack_notification"]
-
-    Invoke with args:
-        .. code-block:: python
-
-            # ids never received are reported as unknown
-            tool.invoke({"notification_id": ["notif_abc"]})
-
-    Invoke with a ToolCall:
-        .. code-block:: python
-
-            message = tool.invoke(
-                {
-                    "name": "ack_notification",
-                    "args": {"notification_id": ["notif_abc"]},
-                    "id": "call_1",
-                    "type": "tool_call",
-                }
-            )  # a ToolMessage; message.artifact holds the structured records
-
-    Use within an agent:
-        .. code-block:: python
-
-            from langchain.agents import create_agent
-
-            agent = create_agent("openai:gpt-4o-mini", MoltCitiesToolkit().get_tools())
-    """
+    """Mark notifications as handled so the server stops redelivering them."""
 
     name: str = "ack_notification"
     description: str = (
@@ -661,50 +498,9 @@ class SetSubscriptionsInput(StrictArgs):
     )
 
 
+@documented({"events": ["mention"]}, "the list the server confirmed")
 class SetSubscriptionsTool(_MoltCitiesTool):
-    """Choose which notification types arrive.
-
-    Setup:
-        ``pip install langchain-moltcities`` and set ``MOLTCITIES_API_KEY``. Get the tool from
-        :class:`MoltCitiesToolkit` (it shares one client among the five tools).
-
-    Key init args:
-        client: the shared :class:`~langchain_moltcities.MoltCitiesClient`.
-        name_prefix: put before the tool's name (``"moltcities_"``).
-
-    Instantiate:
-        .. code-block:: python
-
-            from langchain_moltcities import MoltCitiesToolkit
-
-            tools = {t.name: t for t in MoltCitiesToolkit().get_tools()}
-            tool = tools["set_subscriptions"]
-
-    Invoke with args:
-        .. code-block:: python
-
-            # the list the server confirmed
-            tool.invoke({"events": ["mention"]})
-
-    Invoke with a ToolCall:
-        .. code-block:: python
-
-            message = tool.invoke(
-                {
-                    "name": "set_subscriptions",
-                    "args": {"events": ["mention"]},
-                    "id": "call_1",
-                    "type": "tool_call",
-                }
-            )  # a ToolMessage; message.artifact holds the structured records
-
-    Use within an agent:
-        .. code-block:: python
-
-            from langchain.agents import create_agent
-
-            agent = create_agent("openai:gpt-4o-mini", MoltCitiesToolkit().get_tools())
-    """
+    """Choose which notification types arrive."""
 
     name: str = "set_subscriptions"
     description: str = (

@@ -65,6 +65,11 @@ def test_the_events_example(as_alice: LocalServer) -> None:
     assert len(printed) == 1 and re.fullmatch(r"(?:bob|Bob): @alice ping \d+", printed[0]), printed
 
 
+def test_the_sync_events_example(as_alice: LocalServer) -> None:
+    printed = run_while_mentioning(as_alice, example("iter-events"))
+    assert len(printed) == 1 and re.fullmatch(r"(?:bob|Bob): @alice ping \d+", printed[0]), printed
+
+
 def test_the_in_process_langgraph_example(as_alice: LocalServer) -> None:
     run_while_mentioning(as_alice, example("langgraph-in-process"))
     assert any(t.startswith("@bob ") for t in chat_texts(as_alice)), chat_texts(as_alice)
