@@ -97,7 +97,9 @@ def run(ctx: Context) -> Section:
         f"MoltCitiesClient {[round(r) for r in client_rates]}; client counters {counters}.",
         f"With a SQLite state file (`state=...`, 1b) in the same rounds: "
         f"{[round(r) for r in state_rates]}; counters {state_counters}. Nothing is written "
-        "per frame: the cursor and acks are saved by one task every 50 ms, on a writer thread. "
+        "per frame: the cursor and acks (and live pushes, which the server keeps no copy of; "
+        "this flood is documented-dialect, so none) are saved by one task every 50 ms, on a "
+        "writer thread. "
         "With state / without, round by round: "
         f"{[round(w / c, 2) for w, c in zip(state_rates, client_rates, strict=True)]}.",
         "Ratio of each round (client over the bare round before it): "

@@ -314,6 +314,7 @@ class MoltCitiesClient:
                 self._store,
                 await resolve_agent_key(self._store, self._key.get_secret_value(), self._ame),
                 unconfirmed=self._ack_unconfirmed,
+                max_item_bytes=s.max_item_bytes,
             )
             keeper.prime_ingest(self._ingest)
         for name in self._channel_names:
@@ -328,6 +329,12 @@ class MoltCitiesClient:
             )
             self._channels[name] = channel
         resend = keeper.prime_channels(self._channels) if keeper is not None else []
+        if keeper is not None and "personal" in self._channels:
+            # Delivered before a restart, never acked: offered again as they arrived then
+            # (before the server's own redelivery, which the buffer then drops as a duplicate).
+            for frame, raw in keeper.stored_notifications():
+                self._on_frame("personal", frame, raw)
+            self.add_frame_listener(keeper.unread.arrived)  # one append per frame
         personal = self._channels.get("personal")
         subs = keeper.stored_subscriptions() if keeper is not None else None
         if subs is not None and personal is not None:
@@ -540,7 +547,9 @@ class MoltCitiesClient:
         kinds = None if event_types is None else expand_event_types(check_events(event_types))
         got = self._notifications.read(check_limit(limit), kinds)
         if self._keeper is not None and got.items:
-            again = self._keeper.notifications_read(got.items, self._ingest.acks)
+            again = self._keeper.notifications_read(
+                got.items, self._ingest.acks, durable=not self._runner.in_loop_thread()
+            )
             if again:
                 got = dataclasses.replace(got, redelivered=again)
         return _with_items(got, [self._ingest.with_handle(n) for n in got.items])

@@ -13,6 +13,7 @@ import os
 from langchain_moltcities.errors import InvalidArgumentError
 from langchain_moltcities.state.base import (
     KIND_CAPACITY,
+    KIND_MAX_BYTES,
     AgentSnapshot,
     AgentState,
     StateError,
@@ -23,6 +24,7 @@ from langchain_moltcities.state.sqlite import SCHEMA_VERSION, SqliteStore
 
 __all__ = [
     "KIND_CAPACITY",
+    "KIND_MAX_BYTES",
     "SCHEMA_VERSION",
     "AgentSnapshot",
     "AgentState",

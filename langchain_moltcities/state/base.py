@@ -18,12 +18,14 @@ from langchain_moltcities.errors import MoltCitiesError
 
 __all__ = [
     "KIND_CAPACITY",
+    "KIND_MAX_BYTES",
     "AgentSnapshot",
     "AgentState",
     "Op",
     "StateError",
     "StateStore",
     "apply_ops",
+    "value_size",
 ]
 
 # How many ids each set keeps (oldest forgotten first): bounded however long an agent runs.
@@ -36,7 +38,17 @@ KIND_CAPACITY: dict[str, int] = {
     "mention_done": 10_000,  # mentions handled (answered or skipped), value: the verdict
     "gap": 100,  # chat gaps reported to the agent, value: JSON of the span
     "handle": 5_000,  # agent id -> handle directory
+    # Notifications delivered and not yet acked (read or not), value: the frame's JSON. The
+    # live server forgets a push at once: this is the only copy a restart can present again.
+    "unread": 1_000,
 }
+# Kinds bounded in bytes (of their values, UTF-8) as well as in count (oldest dropped first).
+KIND_MAX_BYTES: dict[str, int] = {"unread": 4 << 20}
+
+
+def value_size(value: str) -> int:
+    """The bytes a stored value counts against its kind's byte bound."""
+    return len(value) if value.isascii() else len(value.encode("utf-8", "surrogatepass"))
 
 
 class StateError(MoltCitiesError):
@@ -96,6 +108,9 @@ class StateStore(ABC):
     def close(self) -> None:
         """Flush and release the store (idempotent)."""
 
+    def nudge(self) -> None:  # noqa: B027 (optional: stores that write at once need nothing)
+        """Start writing what is queued now rather than at the end of the batch window."""
+
     def agent(self, agent_id: str) -> AgentState:
         """The state of one agent, loaded now."""
         return AgentState(self, agent_id, self.load(agent_id))
@@ -110,6 +125,9 @@ class AgentState:
         self._values = dict(snapshot.values)
         self._sets: dict[str, OrderedDict[str, str]] = {
             kind: OrderedDict(snapshot.sets.get(kind, {})) for kind in KIND_CAPACITY
+        }
+        self._bytes = {
+            kind: sum(map(value_size, self._sets[kind].values())) for kind in KIND_MAX_BYTES
         }
 
     def get(self, key: str) -> str | None:
@@ -138,22 +156,40 @@ class AgentState:
         with self._lock:
             return item_id in self._sets[kind]
 
+    def absent(self, item_ids: Iterable[str], *kinds: str) -> list[str]:
+        """Of ``item_ids``, those in none of the sets ``kinds`` (one lock for all)."""
+        with self._lock:
+            sets = [self._sets[k] for k in kinds]
+            return [i for i in item_ids if not any(i in s for s in sets)]
+
     def add(self, kind: str, items: Mapping[str, str]) -> None:
         """Add ``items`` (id to value) to set ``kind``."""
         if not items:
             return
         cap = KIND_CAPACITY[kind]
+        max_bytes = KIND_MAX_BYTES.get(kind)
         ops: list[Op] = []
         with self._lock:
             ids = self._sets[kind]
             for item_id, value in items.items():
-                if ids.get(item_id) == value:
+                old = ids.get(item_id)
+                if old == value:
                     continue
                 ids[item_id] = value
                 ids.move_to_end(item_id)
                 ops.append(("add", kind, item_id, value))
+                if max_bytes is not None:
+                    self._bytes[kind] += value_size(value) - (value_size(old) if old else 0)
             while len(ids) > cap:
-                ids.popitem(last=False)  # the backend trims its copy to the same bound
+                # The backend trims its copy to the same bound.
+                _, value = ids.popitem(last=False)
+                if max_bytes is not None:
+                    self._bytes[kind] -= value_size(value)
+            if max_bytes is not None:
+                while self._bytes[kind] > max_bytes and ids:
+                    item_id, value = ids.popitem(last=False)
+                    self._bytes[kind] -= value_size(value)
+                    ops.append(("discard", kind, item_id))
         if ops:
             self.store.submit(self.agent_id, ops)
 
@@ -163,8 +199,11 @@ class AgentState:
         with self._lock:
             held = self._sets[kind]
             for item_id in ids:
-                if held.pop(item_id, None) is not None:
+                value = held.pop(item_id, None)
+                if value is not None:
                     ops.append(("discard", kind, item_id))
+                    if kind in self._bytes:
+                        self._bytes[kind] -= value_size(value)
         if ops:
             self.store.submit(self.agent_id, ops)
 

@@ -6,12 +6,15 @@
 - **Notifications**: ids shown to the agent (``presented``) and ids it acked (``acked``, with
   their REST aliases). After a restart an acked id is dropped (and re-acked) wherever it comes
   from; one shown but not acked is shown again, flagged as a re-delivery.
+- **Notifications delivered and not acked** (``unread``, see :mod:`.unread`): presented again
+  after a restart until acked, since the live server keeps no copy of a push.
 - **Acks not yet sent** (``pending_ack``): written before the ack leaves, re-sent on start.
 - **Subscriptions**, the agent's **last own post** time, and the **mention inbox** (every
   mention the client dispatched, until the responder has handled it).
 
-Nothing here runs per inbound frame: the cursor is taken from the buffers every
-``interval`` seconds by one task on the client's loop, and reads and acks write their ids.
+Per inbound frame only a ``deque.append`` runs (:meth:`UnreadKeeper.arrived`): the cursor is
+taken from the buffers, and arrived notifications stored, every ``interval`` seconds by one
+task on the client's loop; reads and acks write their ids.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from langchain_moltcities.delivery import DeliveryBuffer
 from langchain_moltcities.protocol import ChatFrame, NotificationFrame, parse_timestamp
 from langchain_moltcities.recovered import chat_key
 from langchain_moltcities.state.base import AgentState, StateStore
+from langchain_moltcities.state.unread import UnreadKeeper
 
 if TYPE_CHECKING:
     from langchain_moltcities.connection import Channel
@@ -42,6 +46,8 @@ _log = logging.getLogger("langchain_moltcities.state")
 
 # The back-fill starts this much before the oldest unread message ("after" is exclusive).
 _CURSOR_SLACK = timedelta(milliseconds=1)
+# How long a read waits for what it returns to be stored (a store that is down: logged).
+_READ_FLUSH_TIMEOUT = 2.0
 # Only chat read near the cursor can come back in a back-fill: the last few ids per read do.
 _CHAT_IDS_PER_READ = 200
 
@@ -71,8 +77,10 @@ class ClientStateKeeper:
         *,
         unconfirmed: Callable[[Collection[str]], set[str]],
         interval: float = 0.05,
+        max_item_bytes: int = 64 << 10,
     ) -> None:
         self.store, self.state, self.interval = store, state, interval
+        self.unread = UnreadKeeper(state, max_item_bytes=max_item_bytes)
         self._unconfirmed = unconfirmed
         self._acking: set[str] = set()
         self._task: asyncio.Task[None] | None = None
@@ -104,6 +112,10 @@ class ClientStateKeeper:
             _log.info("re-sending %d ack(s) not confirmed before the restart", len(pending))
         return pending
 
+    def stored_notifications(self) -> list[tuple[NotificationFrame, bytes]]:
+        """Notifications delivered before the restart and never acked, to offer again."""
+        return self.unread.stored()
+
     def stored_subscriptions(self) -> list[str] | None:
         """The subscriptions a previous run asked for, if stored."""
         raw = self.state.get("subscriptions")
@@ -130,10 +142,10 @@ class ClientStateKeeper:
         self.snapshot(channels, town_buffer, ingest, everything=True)
         await asyncio.to_thread(self.flush_quietly)
 
-    def flush_quietly(self) -> None:
+    def flush_quietly(self, timeout: float = 10.0) -> None:
         """Store what is pending; an error is logged, never raised."""
         try:
-            self.store.flush()
+            self.store.flush(timeout)
         except Exception as exc:
             _log.error("%s", exc)
 
@@ -158,7 +170,10 @@ class ClientStateKeeper:
         *,
         everything: bool = False,
     ) -> None:
-        """Cursor, gaps and confirmed acks (and, now and then, the handle directory)."""
+        """Arrived notifications, cursor, gaps and confirmed acks (and, now and then, the
+        handle directory)."""
+        if self.unread.save():
+            self.store.nudge()  # this tick is the batch: commit now, not a window later
         town = channels.get("town-square")
         if town is not None:
             cursor = self._cursor(town.chat.cursor, town_buffer)
@@ -186,9 +201,15 @@ class ClientStateKeeper:
     # ------------------------------------------------------------------ hooks
 
     def notifications_read(
-        self, items: Sequence[NotificationFrame], book: AckBook
+        self, items: Sequence[NotificationFrame], book: AckBook, *, durable: bool = False
     ) -> frozenset[str]:
-        """Record what the agent is shown; returns the ids it was shown before (re-deliveries)."""
+        """Record what the agent is shown; returns the ids it was shown before (re-deliveries).
+
+        ``durable``: wait until the items and the fact they were shown are stored (a reader's
+        thread may wait; the client's loop must not), so a crash after this read presents
+        them again, flagged, whatever the write-behind window.
+        """
+        self.unread.keep(items)
         shown = self.state.contains
         fresh: dict[str, str] = {}
         again: set[str] = set()
@@ -200,6 +221,9 @@ class ClientStateKeeper:
                 again.add(f.id)
             fresh.update(dict.fromkeys(keys, f.id))
         self.state.add("presented", fresh)
+        if durable and self.store.persistent:
+            # Bounded: a store that is down (Redis) delays a read by this much, never more.
+            self.flush_quietly(_READ_FLUSH_TIMEOUT)
         return frozenset(again)
 
     def chat_read(self, items: Iterable[Any]) -> None:
@@ -211,6 +235,7 @@ class ClientStateKeeper:
         """Written (and durable) before the ack leaves: a crash re-sends it on the next start."""
         self._acking.update(ids)
         self.state.add("acked", {i: " ".join(book.rest_ids_for([i])) for i in ids})
+        self.unread.acked(ids)
         self.state.add("pending_ack", dict.fromkeys(ids, ""))
         if self.store.persistent:
             await asyncio.to_thread(self.store.flush)

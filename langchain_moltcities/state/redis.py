@@ -20,13 +20,12 @@ Redis down: writes stay queued in memory (bounded) and are sent when it answers 
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from langchain_moltcities.state.base import KIND_CAPACITY, AgentSnapshot, Op, StateError, StateStore
+from langchain_moltcities.state.base import KIND_CAPACITY, AgentSnapshot, StateError
+from langchain_moltcities.state.writer import Batch, BatchWriter, WrittenBehind
 
 if TYPE_CHECKING:
     import redis as redis_lib
@@ -71,13 +70,7 @@ def agent_key(prefix: str, agent_id: str, *rest: str) -> str:
     return ":".join((prefix, "{" + safe + "}", *rest))
 
 
-class _Flush:
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.error: BaseException | None = None
-
-
-class RedisStore(StateStore):
+class RedisStore(WrittenBehind):
     """Agents' state on a Redis (or Valkey) server; one connection pool per store."""
 
     def __init__(
@@ -118,15 +111,19 @@ class RedisStore(StateStore):
         except self._errors as exc:
             raise self._unreachable(exc) from None
         self._trim = self._redis.register_script(_TRIM)
-        self._queue: queue.SimpleQueue[tuple[str, list[Op]] | _Flush | None] = queue.SimpleQueue()
-        self._retry: list[tuple[str, list[Op]]] = []  # batches Redis did not take yet
+        self._retry: Batch = []  # batches Redis did not take yet
         self._last_order = 0
         self._error: BaseException | None = None
         self._closed = False
-        self._writer = threading.Thread(
-            target=self._write_loop, name="moltcities-state-redis", daemon=True
+        self._writer = BatchWriter(
+            self._write,
+            name="moltcities-state-redis",
+            flush_interval=flush_interval,
+            batch_size=batch_size,
+            # Held-back writes are retried even when nothing new comes.
+            retry_after=lambda: max(self.flush_interval, 0.2) if self._retry else None,
+            on_exit=self._report_unsent,
         )
-        self._writer.start()
 
     def __repr__(self) -> str:
         return f"RedisStore({self.location!r})"
@@ -161,78 +158,36 @@ class RedisStore(StateStore):
                 snap.sets[kind] = {item: values.get(item, "") for item in order}
         return snap
 
-    def submit(self, agent_id: str, ops: list[Op]) -> None:
-        """Queue ``ops`` for ``agent_id``; they are written in batches."""
-        if not self._closed:
-            self._queue.put((agent_id, ops))
-
-    def flush(self, timeout: float = 10.0) -> None:
-        """Wait (up to ``timeout``) until every queued change is written."""
-        if self._closed:
-            return
-        marker = _Flush()
-        self._queue.put(marker)
-        if not marker.done.wait(timeout):
-            raise StateError(f"state {self.location}: writes did not finish in {timeout:g} s")
-        if marker.error is not None:
-            raise StateError(
-                f"state {self.location}: writing failed ({marker.error}); the writes are kept "
-                "in memory and sent when Redis answers again: check that it is running"
-            )
+    def _failed(self, error: BaseException) -> str:
+        return (
+            f"writing failed ({error}); the writes are kept in memory and sent when Redis "
+            "answers again: check that it is running"
+        )
 
     def close(self) -> None:
         """Flush (as far as Redis answers), stop the writer, close the connections."""
         if self._closed:
             return
         self._closed = True
-        self._queue.put(None)
-        self._writer.join(timeout=30)
+        self._writer.stop()
         self._redis.close()
 
     # ------------------------------------------------------------------ the writer
 
-    def _write_loop(self) -> None:
-        while True:
-            wait = None if not self._retry else max(self.flush_interval, 0.2)
-            try:
-                first = self._queue.get(timeout=wait)
-            except queue.Empty:
-                self._write([])  # nothing new: try the held-back writes again
-                continue
-            batch = [first]
-            deadline = time.monotonic() + self.flush_interval
-            count = len(first[1]) if isinstance(first, tuple) else 0
-            while count < self.batch_size and not isinstance(batch[-1], _Flush | None):
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                try:
-                    item = self._queue.get(timeout=remaining)
-                except queue.Empty:
-                    break
-                batch.append(item)
-                if isinstance(item, tuple):
-                    count += len(item[1])
-            error = self._write([b for b in batch if isinstance(b, tuple)])
-            for b in batch:
-                if isinstance(b, _Flush):
-                    b.error = error
-                    b.done.set()
-            if batch[-1] is None:
-                if self._retry:
-                    _log.error(
-                        "state %s: closed with %d writes Redis never took",
-                        self.location,
-                        sum(len(ops) for _, ops in self._retry),
-                    )
-                return
+    def _report_unsent(self) -> None:
+        if self._retry:
+            _log.error(
+                "state %s: closed with %d writes Redis never took",
+                self.location,
+                sum(len(ops) for _, ops in self._retry),
+            )
 
     def _order(self) -> int:
         # Microseconds, strictly increasing: the order of ids across batches and restarts.
         self._last_order = max(self._last_order + 1, time.time_ns() // 1000)
         return self._last_order
 
-    def _write(self, batch: list[tuple[str, list[Op]]]) -> BaseException | None:
+    def _write(self, batch: Batch) -> BaseException | None:
         pending = self._retry + batch
         if not pending:
             return None
@@ -277,7 +232,7 @@ class RedisStore(StateStore):
         self._retry, self._error = [], None
         return None
 
-    def _hold_back(self, pending: list[tuple[str, list[Op]]], exc: BaseException) -> None:
+    def _hold_back(self, pending: Batch, exc: BaseException) -> None:
         if self._error is None:
             _log.error(
                 "state %s: writing failed (%s); writes are kept and retried",

@@ -17,7 +17,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from langchain_moltcities.protocol import ChatFrame, NotificationFrame, parse_timestamp
@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from langchain_moltcities.mentions import Mention, MentionGuard
 
 __all__ = ["ResponderStateKeeper"]
+
+_EPOCH = datetime.fromtimestamp(0, UTC)
 
 _log = logging.getLogger("langchain_moltcities.state")
 
@@ -74,11 +76,14 @@ class ResponderStateKeeper:
     def settle_turn(self, turn: dict[str, Any], chat: Sequence[ChatFrame], me: set[str]) -> bool:
         """Decide a turn a crash interrupted: True (and marked done) if it had replied."""
         after = parse_timestamp(turn.get("after"))
-        replied = any(
-            (c.agent_id in me or (c.agent_handle or "").lower() in me)
-            and (after is None or ((dt := c.created) is not None and dt > after))
-            for c in chat
-        )
+        own = [c for c in chat if c.agent_id in me or (c.agent_handle or "").lower() in me]
+        replied = any(after is None or ((dt := c.created) is not None and dt > after) for c in own)
+        # The newest own post seen is where the next turn's reply must come after: a run
+        # killed between its post and saving the post's time would otherwise leave an older
+        # time, and the next turn cut short would take that post for its own reply.
+        latest = max(own, key=lambda c: c.created or _EPOCH, default=None)
+        if latest is not None and latest.created is not None:
+            self._note_post(latest.created_at or "")
         keys = [k for k in turn.get("keys", []) if isinstance(k, str)]
         if replied:
             self.state.add("mention_done", dict.fromkeys(keys, "answered"))
@@ -115,11 +120,15 @@ class ResponderStateKeeper:
         """A mention was skipped for ``why``: handled."""
         self._done([mention], why)
 
+    def _note_post(self, created_at: str) -> None:
+        new, old = parse_timestamp(created_at), parse_timestamp(self.state.get("last_post_at"))
+        if new is not None and (old is None or new > old):
+            self.state.set("last_post_at", created_at)
+
     def turn_started(self, batch: Sequence[Mention], last_post_at: str | None) -> None:
         """Written, and made durable, before the agent runs."""
-        bounds = [parse_timestamp(last_post_at)] + [
-            m.frame.created for m in batch if m.frame is not None
-        ]
+        bounds = [parse_timestamp(last_post_at), parse_timestamp(self.state.get("last_post_at"))]
+        bounds += [m.frame.created for m in batch if m.frame is not None]
         known = [b for b in bounds if b is not None]
         after: datetime | None = max(known) if known else None
         keys = [k for m in batch for k in _frame_keys(m)]

@@ -14,14 +14,20 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import sqlite3
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from langchain_moltcities.state.base import KIND_CAPACITY, AgentSnapshot, Op, StateError, StateStore
+from langchain_moltcities.state.base import (
+    KIND_CAPACITY,
+    KIND_MAX_BYTES,
+    AgentSnapshot,
+    StateError,
+    value_size,
+)
+from langchain_moltcities.state.writer import Batch, BatchWriter, WrittenBehind
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore"]
 
@@ -29,7 +35,7 @@ _log = logging.getLogger("langchain_moltcities.state")
 
 # PRAGMA application_id of our files ("MCst"): tells our file from another program's database.
 APPLICATION_ID = 0x4D437374
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def _v1(db: sqlite3.Connection) -> None:
@@ -41,23 +47,27 @@ def _v1(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX ids_by_seq ON ids (agent, kind, seq)")
 
 
+def _v2(db: sqlite3.Connection) -> None:
+    # Schema 2 keeps whole notifications (delivered, not yet acked): each row's size in bytes,
+    # so the file itself holds a kind within its byte bound (KIND_MAX_BYTES), not only the
+    # in-memory mirror. Rows of schema 1 get their size now; nothing is dropped.
+    db.execute("ALTER TABLE ids ADD COLUMN size INTEGER NOT NULL DEFAULT 0")
+    db.execute("UPDATE ids SET size = length(CAST(value AS BLOB)) WHERE value IS NOT NULL")
+
+
 # MIGRATIONS[n] takes a file at schema n to n + 1, inside one transaction. A new schema
 # appends a step here (and bumps SCHEMA_VERSION); older files are brought up on open.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 _OPEN_LOCK = threading.Lock()
 _OPEN: dict[str, SqliteStore] = {}
 
 
-class _Flush:
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.error: BaseException | None = None
-
-
-class SqliteStore(StateStore):
+class SqliteStore(WrittenBehind):
     """Agents' state in one SQLite file. Use :meth:`open` to share one per path per process."""
+
+    _what = "state file"
 
     def __init__(
         self, path: str | os.PathLike[str], *, flush_interval: float = 0.05, batch_size: int = 500
@@ -67,15 +77,16 @@ class SqliteStore(StateStore):
         self.flush_interval, self.batch_size = flush_interval, batch_size
         self._db = self._connect()
         self._db_lock = threading.Lock()
-        self._queue: queue.SimpleQueue[tuple[str, list[Op]] | _Flush | None] = queue.SimpleQueue()
         self._seq = self._max_seq()
         self._error: BaseException | None = None
         self._closed = False
         self._users = 0
-        self._writer = threading.Thread(
-            target=self._write_loop, name="moltcities-state", daemon=True
+        self._writer = BatchWriter(
+            self._write,
+            name="moltcities-state",
+            flush_interval=flush_interval,
+            batch_size=batch_size,
         )
-        self._writer.start()
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], **kwargs: float | int) -> SqliteStore:
@@ -203,22 +214,6 @@ class SqliteStore(StateStore):
                     snap.sets.setdefault(kind, {})[item_id] = value
         return snap
 
-    def submit(self, agent_id: str, ops: list[Op]) -> None:
-        """Queue ``ops`` for ``agent_id``; the writer thread stores them."""
-        if not self._closed:
-            self._queue.put((agent_id, ops))
-
-    def flush(self, timeout: float = 10.0) -> None:
-        """Wait (up to ``timeout``) until every queued change is written."""
-        if self._closed:
-            return
-        marker = _Flush()
-        self._queue.put(marker)
-        if not marker.done.wait(timeout):
-            raise StateError(f"state file {self.location}: writes did not finish in {timeout:g} s")
-        if marker.error is not None:
-            raise StateError(f"state file {self.location}: writing failed: {marker.error}")
-
     def close(self) -> None:
         """Flush, stop the writer and release the file (once the last user closes it)."""
         with _OPEN_LOCK:
@@ -228,73 +223,49 @@ class SqliteStore(StateStore):
             self._closed = True
             if _OPEN.get(self.location) is self:
                 del _OPEN[self.location]
-        self._queue.put(None)
-        self._writer.join(timeout=30)
+        self._writer.stop()
         with self._db_lock:
             self._db.close()
 
     # ------------------------------------------------------------------ the writer
 
-    def _write_loop(self) -> None:
-        while True:
-            first = self._queue.get()
-            batch = [first]
-            # Gather for up to flush_interval (or batch_size ops), then commit them together.
-            deadline = time.monotonic() + self.flush_interval
-            count = len(first[1]) if isinstance(first, tuple) else 0
-            while count < self.batch_size and not isinstance(batch[-1], _Flush | None):
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                try:
-                    item = self._queue.get(timeout=remaining)
-                except queue.Empty:
-                    break
-                batch.append(item)
-                if isinstance(item, tuple):
-                    count += len(item[1])
-            error = self._write([b for b in batch if isinstance(b, tuple)])
-            for b in batch:
-                if isinstance(b, _Flush):
-                    b.error = error
-                    b.done.set()
-            if batch[-1] is None:
-                return
-
-    def _write(self, batch: list[tuple[str, list[Op]]]) -> BaseException | None:
+    def _write(self, batch: Batch) -> BaseException | None:
         if not batch:
             return None
+        # Runs of like writes, in order, each one executemany (a flood of notifications is
+        # one run of inserts, not a thousand statements).
+        runs: list[tuple[str, list[tuple[Any, ...]]]] = []
         touched: set[tuple[str, str]] = set()
+        seq = self._seq
+        for agent, ops in batch:
+            for op in ops:
+                row: tuple[Any, ...]
+                if op[0] == "set":
+                    sql, row = (
+                        (_DEL_VAL, (agent, op[1]))
+                        if op[2] is None
+                        else (_SET_VAL, (agent, op[1], op[2]))
+                    )
+                elif op[0] == "add" and len(op) == 4:
+                    seq += 1
+                    value = op[3] or ""
+                    sql, row = _ADD, (agent, op[1], op[2], value, seq, value_size(value))
+                    touched.add((agent, op[1]))
+                elif op[0] == "discard":
+                    sql, row = _DISCARD, (agent, op[1], op[2])
+                else:
+                    continue
+                if runs and runs[-1][0] is sql:
+                    runs[-1][1].append(row)
+                else:
+                    runs.append((sql, [row]))
         try:
             with self._db_lock:
                 db = self._db
                 db.execute("BEGIN")
                 try:
-                    for agent, ops in batch:
-                        for op in ops:
-                            if op[0] == "set":
-                                if op[2] is None:
-                                    db.execute(
-                                        "DELETE FROM vals WHERE agent = ? AND key = ?",
-                                        (agent, op[1]),
-                                    )
-                                else:
-                                    db.execute(
-                                        "INSERT OR REPLACE INTO vals VALUES (?, ?, ?)",
-                                        (agent, op[1], op[2]),
-                                    )
-                            elif op[0] == "add" and len(op) == 4:
-                                self._seq += 1
-                                db.execute(
-                                    "INSERT OR REPLACE INTO ids VALUES (?, ?, ?, ?, ?)",
-                                    (agent, op[1], op[2], op[3], self._seq),
-                                )
-                                touched.add((agent, op[1]))
-                            elif op[0] == "discard":
-                                db.execute(
-                                    "DELETE FROM ids WHERE agent = ? AND kind = ? AND id = ?",
-                                    (agent, op[1], op[2]),
-                                )
+                    for sql, rows in runs:
+                        db.executemany(sql, rows)
                     for agent, kind in touched:
                         db.execute(
                             "DELETE FROM ids WHERE agent = ? AND kind = ? AND seq <= ("
@@ -302,6 +273,8 @@ class SqliteStore(StateStore):
                             "ORDER BY seq DESC LIMIT 1 OFFSET ?)",
                             (agent, kind, agent, kind, KIND_CAPACITY.get(kind, 10_000)),
                         )
+                        if (max_bytes := KIND_MAX_BYTES.get(kind)) is not None:
+                            db.execute(_TRIM_BYTES, (agent, kind, agent, kind, max_bytes))
                     db.execute("COMMIT")
                 except BaseException:
                     db.execute("ROLLBACK")
@@ -313,5 +286,19 @@ class SqliteStore(StateStore):
                 )
             self._error = exc
             return exc
-        self._error = None
+        self._seq, self._error = seq, None
         return None
+
+
+_SET_VAL = "INSERT OR REPLACE INTO vals VALUES (?, ?, ?)"
+_DEL_VAL = "DELETE FROM vals WHERE agent = ? AND key = ?"
+_ADD = "INSERT OR REPLACE INTO ids VALUES (?, ?, ?, ?, ?, ?)"
+_DISCARD = "DELETE FROM ids WHERE agent = ? AND kind = ? AND id = ?"
+
+# Drop a kind's oldest rows until the newest ones fit its byte bound (the mirror sends the
+# same drops; this keeps the file within the bound whatever it is sent).
+_TRIM_BYTES = (
+    "DELETE FROM ids WHERE agent = ? AND kind = ? AND seq <= ("
+    "SELECT seq FROM (SELECT seq, SUM(size) OVER (ORDER BY seq DESC) AS total "
+    "FROM ids WHERE agent = ? AND kind = ?) WHERE total > ? ORDER BY seq DESC LIMIT 1)"
+)

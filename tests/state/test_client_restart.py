@@ -6,6 +6,12 @@ tests/reliability/test_restart_chaos.py.
 
 from __future__ import annotations
 
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,13 +22,14 @@ from langchain_moltcities import MoltCitiesClient
 from langchain_moltcities.fleet.pytest_plugin import StateAt
 from langchain_moltcities.protocol import ChatFrame, NotificationFrame
 from langchain_moltcities.server.runner import LocalServer
+from langchain_moltcities.state import MemoryStore, StateSpec
 from langchain_moltcities.testing import wait_until
 from langchain_moltcities.tools import CheckNotificationsTool
 
 from .helpers import fast_settings
 
 
-def _client(srv: LocalServer, state: Path | str, transport: str = "websocket") -> MoltCitiesClient:
+def _client(srv: LocalServer, state: StateSpec, transport: str = "websocket") -> MoltCitiesClient:
     c = MoltCitiesClient(
         srv.agents["alice"].api_key,
         srv.base_url,
@@ -207,5 +214,131 @@ def test_subscriptions_are_restored(moltcities_server: LocalServer, state_at: St
             ),
             what="the server to hold the stored subscription",
         )
+    finally:
+        c.close()
+
+
+class _Process:
+    """``notified_agent`` in a child process: commands on stdin, answers on stdout."""
+
+    def __init__(self, srv: LocalServer, state: Path | str) -> None:
+        env = {**os.environ, "MOLTCITIES_API_KEY": srv.agents["alice"].api_key}
+        cmd = [sys.executable, "-m", "tests.state.notified_agent", "--state", str(state)]
+        self.proc = subprocess.Popen(
+            [*cmd, "--base-url", srv.base_url],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            cwd=Path(__file__).resolve().parents[2],
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+        self.expect("ready", timeout=60)
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            self.lines.put(raw.decode().strip())
+        self.lines.put("<eof>")
+
+    def expect(self, word: str, timeout: float = 30.0) -> list[str]:
+        """Lines up to the first that starts with ``word`` (generous deadline)."""
+        seen: list[str] = []
+        deadline = time.monotonic() + timeout
+        while True:
+            line = self.lines.get(timeout=max(deadline - time.monotonic(), 0.01))
+            if line == "<eof>":
+                raise AssertionError(f"the agent process ended; it said {seen}")
+            seen.append(line)
+            if line.startswith(word):
+                return seen
+
+    def run(self, command: str) -> list[str]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(command.encode() + b"\n")
+        self.proc.stdin.flush()
+        return self.expect("done")
+
+    def kill_9(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+
+def test_live_job_and_follow_notifications_survive_kill_9(
+    moltcities_live_server: LocalServer, state_at: StateAt
+) -> None:
+    """The live server forgets a push as it sends it, and its REST list has no job or follow
+    items: only the state file can present them after a crash. Acked ones never return,
+    shown ones return flagged, never-shown ones return unflagged, nothing twice."""
+    srv, state = moltcities_live_server, state_at("alice.db")
+    agent = _Process(srv, state)
+    try:
+        events = [
+            ("job.worker_interested", {"job_id": "j1", "job_title": "t", "worker_id": "w"}),
+            ("site.followed", {"site_id": "s", "site_slug": "alice", "follower_id": "bob"}),
+            ("job.submitted", {"job_id": "j2", "job_title": "t", "worker_id": "w"}),
+            ("site.followed", {"site_id": "s", "site_slug": "alice", "follower_id": "carol"}),
+        ]
+        for kind, data in events:
+            srv.notify("alice", kind, data)
+        for _ in events:
+            agent.expect("recv")
+        shown = [ln.split() for ln in agent.run("read 2") if ln.startswith("shown")]
+        assert [s[2] for s in shown] == ["job.worker_interested", "site.followed"]
+        acked, seen_only = shown[0][1], shown[1][1]
+        agent.run(f"ack {acked}")
+        agent.run("stored 3")  # the two never read are committed too, not only the read one
+        agent.kill_9()
+    finally:
+        if agent.proc.poll() is None:
+            agent.kill_9()
+    srv.notify("alice", "job.approved", {"job_id": "j3", "job_title": "t"})  # while down
+
+    c = _client(srv, state)
+    try:
+        tool = CheckNotificationsTool(client=c)
+        wait_until(lambda: c.status().channels["personal"].pending >= 4, "four unread")
+        text, artifact = tool._render(None, 20)
+        records = [(r["event_type"], r["redelivery"]) for r in artifact["notifications"]]
+        assert records == [
+            ("site.followed", True),  # shown before the kill, never acked
+            ("job.submitted", False),  # delivered, never shown
+            ("site.followed", False),
+            ("job.approved", False),  # the server's queue, sent on connect
+        ]
+        ids = [r["id"] for r in artifact["notifications"]]
+        assert acked not in ids and seen_only in text.split("Re-delivered")[1]
+        time.sleep(0.3)  # a duplicate (the server's or the store's) would show up by now
+        assert c.read_notifications().items == []
+        c.ack(ids)
+    finally:
+        c.close()
+    c = _client(srv, state)
+    try:
+        assert c.agent_state is not None and c.agent_state.members("unread") == {}
+        assert c.read_notifications().items == []
+    finally:
+        c.close()
+
+
+def test_a_shared_memory_store_carries_unacked_notifications_to_the_next_client(
+    moltcities_live_server: LocalServer,
+) -> None:
+    """The in-memory store follows the same rules within one process (close, start anew)."""
+    srv, store = moltcities_live_server, MemoryStore()
+    c = _client(srv, store)
+    srv.notify("alice", "site.followed", {"site_slug": "alice", "follower_id": "bob"})
+    srv.notify("alice", "job.paid", {"job_id": "j1", "job_title": "t"})
+    (first,) = _collect(lambda: list(c.read_notifications(limit=1).items), 1)
+    assert isinstance(first, NotificationFrame) and first.event_type == "site.followed"
+    wait_until(lambda: c.status().channels["personal"].pending == 1, "the second to arrive")
+    c.close()
+    c = _client(srv, store)
+    try:
+        got = c.read_notifications()
+        assert [(n.event_type, n.id in got.redelivered) for n in got.items] == [
+            ("site.followed", True),
+            ("job.paid", False),
+        ]
     finally:
         c.close()

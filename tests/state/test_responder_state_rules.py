@@ -77,3 +77,25 @@ def test_guard_windows_and_cooldowns_move_to_the_new_clock() -> None:
     again = Mention("notif_9", "agent_b2", "b2", 5.0, None)
     assert k2.guard.offer(again) == "cooldown"
     assert k2.guard.offer(a) == "duplicate"  # handled before the restart
+
+
+def test_a_reply_found_on_settling_is_not_taken_for_the_next_turns_reply() -> None:
+    """Run 1 replied and was killed before saving its post's time; run 2 settled that turn,
+    started the next one and was killed in it; run 3 must run that next turn again, not take
+    run 1's reply (newer than the next turn's mentions) for its answer."""
+    store, clock = MemoryStore(), [100.0]
+    k = _keeper(store, clock)
+    first, late = _mention(1, "2026-01-01T10:00:01Z"), _mention(2, "2026-01-01T10:00:02Z")
+    k.turn_started([first], last_post_at=None)
+    reply = _chat("me_id", "2026-01-01T10:00:05.000Z")  # posted, then the kill
+    k2 = _keeper(store, clock)
+    turn = k2.unfinished_turn()
+    assert turn is not None and k2.settle_turn(turn, [reply], {"me_id"}) is True
+    assert late.frame is not None
+    k2.received(late.frame)
+    k2.turn_started([late], last_post_at="2026-01-01T10:00:00Z")  # the client's stale time
+    k3 = _keeper(store, clock)
+    turn = k3.unfinished_turn()
+    assert turn is not None
+    assert k3.settle_turn(turn, [reply], {"me_id"}) is False
+    assert [f.id for f in k3.inbox()] == ["notif_2"]

@@ -20,6 +20,7 @@ from langchain_moltcities import MoltCitiesClient
 from langchain_moltcities.errors import InvalidArgumentError
 from langchain_moltcities.state import (
     KIND_CAPACITY,
+    KIND_MAX_BYTES,
     SCHEMA_VERSION,
     MemoryStore,
     SqliteStore,
@@ -82,6 +83,26 @@ def test_sets_are_bounded_oldest_first(make_store: Callable[[], StateStore]) -> 
     assert len(kept) == cap
     assert "c0" not in kept and f"c{cap + 299}" in kept
     assert next(iter(kept)) == "c300"  # oldest first, in insertion order
+
+
+def test_unread_notifications_are_bounded_in_bytes_too(
+    make_store: Callable[[], StateStore],
+) -> None:
+    """Whole frames are kept: a flood of large ones stays within the kind's byte bound, the
+    newest kept, on the backend as in the mirror."""
+    store = make_store()
+    a = store.agent("a")
+    body = "x" * 40_000  # 40 kB a frame: the byte bound binds long before the count
+    for i in range(200):
+        a.add("unread", {f"n{i}": f'{{"id":"n{i}","text":"{body}"}}'})
+    mirror = a.members("unread")
+    a.flush()
+    store.close()
+    kept = make_store().agent("a").members("unread")
+    assert kept == mirror
+    assert 0 < sum(len(v) for v in kept.values()) <= KIND_MAX_BYTES["unread"]
+    assert len(kept) < 200 and "n199" in kept and "n0" not in kept
+    assert list(kept) == sorted(kept, key=lambda k: int(k[1:]))  # oldest first
 
 
 def test_writes_are_batched_off_the_callers_thread(tmp_path: Path) -> None:
@@ -208,6 +229,56 @@ def test_empty_file_and_older_schema_are_migrated(tmp_path: Path) -> None:
     assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert db.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
     db.close()
+
+
+def test_a_schema_1_file_is_migrated_without_losing_anything(tmp_path: Path) -> None:
+    """A file written by the previous release (schema 1: no row sizes, no unread kind) opens,
+    keeps every value and id in order, and takes the new kind's writes."""
+    path = tmp_path / "agent.db"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE vals (agent TEXT, key TEXT, value TEXT, PRIMARY KEY (agent, key))")
+    db.execute(
+        "CREATE TABLE ids (agent TEXT, kind TEXT, id TEXT, value TEXT, seq INTEGER, "
+        "PRIMARY KEY (agent, kind, id))"
+    )
+    db.execute("CREATE INDEX ids_by_seq ON ids (agent, kind, seq)")
+    db.execute("INSERT INTO vals VALUES ('a', 'chat_cursor', '2026-01-01T00:00:00.000Z')")
+    db.execute("INSERT INTO vals VALUES ('', 'key:abc', 'a')")
+    rows = [
+        ("a", "acked", "n2", "msg_2", 1),
+        ("a", "acked", "n1", "msg_1 gb_1", 2),  # seq, not id, is the order
+        ("a", "presented", "n1", "n1", 3),
+        ("a", "mention_inbox", "m1", '{"type":"notification","id":"m1"}', 4),
+        ("b", "handle", "agent_x", "xavier", 5),
+    ]
+    db.executemany("INSERT INTO ids VALUES (?, ?, ?, ?, ?)", rows)
+    db.execute("PRAGMA user_version=1")
+    db.execute(f"PRAGMA application_id={APPLICATION_ID}")
+    db.commit()
+    db.close()
+
+    store = SqliteStore(path)
+    a = store.agent("a")
+    assert a.get("chat_cursor") == "2026-01-01T00:00:00.000Z"
+    assert store.agent("").get("key:abc") == "a"
+    assert list(a.members("acked").items()) == [("n2", "msg_2"), ("n1", "msg_1 gb_1")]
+    assert a.members("presented") == {"n1": "n1"}
+    assert a.members("mention_inbox") == {"m1": '{"type":"notification","id":"m1"}'}
+    assert store.agent("b").members("handle") == {"agent_x": "xavier"}
+    a.add("unread", {"n3": '{"type":"notification","id":"n3"}'})
+    a.add("acked", {"n4": ""})
+    a.flush()
+    store.close()
+
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    sizes = dict(db.execute("SELECT id, size FROM ids WHERE kind = 'acked'").fetchall())
+    assert sizes == {"n2": 5, "n1": 10, "n4": 0}
+    db.close()
+    again = SqliteStore(path).agent("a")
+    assert list(again.members("acked")) == ["n2", "n1", "n4"]
+    assert list(again.members("unread")) == ["n3"]
+    again.store.close()
 
 
 def test_bad_paths_say_what_to_do(tmp_path: Path) -> None:
