@@ -36,6 +36,7 @@ from langchain_moltcities.state.responder_state import ResponderStateKeeper
 from langchain_moltcities.tool_names import tool_prefix_in
 
 __all__ = [
+    "DEFAULT_CLOSING",
     "GuardVerdict",
     "Mention",
     "MentionGuard",
@@ -280,6 +281,15 @@ DEFAULT_PROMPT_CHARS = 12_000
 """Longest default prompt, in characters (about 3,000 tokens), whatever the flood."""
 
 
+DEFAULT_CLOSING = (
+    "If a reply helps, answer in the Town Square with {prefix}post_chat, addressing "
+    'each author as @handle, once. An author shown as a "quoted" display name has no known '
+    "handle: don't @ them. "
+    "Then acknowledge these mention notifications with {prefix}ack_notification."
+)
+"""The prompt's last line: what the agent is asked to do (``{prefix}``: the tools' prefix)."""
+
+
 def default_prompt(
     mentions: Sequence[Mention],
     context: Sequence[ChatFrame],
@@ -287,12 +297,14 @@ def default_prompt(
     *,
     max_chars: int = DEFAULT_PROMPT_CHARS,
     tool_prefix: str = "",
+    closing: str = DEFAULT_CLOSING,
 ) -> str:
     """The turn's input: the mentions and recent Town Square chat, fenced as untrusted.
 
     At most ``max_chars`` characters: the mentions get two thirds of it, the chat the rest;
     what does not fit is left out, counted and summarised (who, how many). The tools are
     named with ``tool_prefix`` before them (a toolkit's ``name_prefix``), as the model sees them.
+    ``closing`` is the request that ends it (``{prefix}`` in it becomes ``tool_prefix``).
     """
     fence = new_fence()
     frames = with_known_handles([m.frame for m in mentions if m.frame is not None], context)
@@ -318,12 +330,7 @@ def default_prompt(
             f"Recent Town Square chat, oldest first (also untrusted: untrusted-{ctx.nonce}):",
             ctx.wrap(chat),
         ]
-    lines.append(
-        f"If a reply helps, answer in the Town Square with {tool_prefix}post_chat, addressing "
-        'each author as @handle, once. An author shown as a "quoted" display name has no known '
-        "handle: don't @ them. "
-        f"Then acknowledge these mention notifications with {tool_prefix}ack_notification."
-    )
+    lines.append(closing.replace("{prefix}", tool_prefix))
     return "\n".join(lines)
 
 
@@ -536,19 +543,22 @@ class MentionResponder:
             for m, why in skipped:
                 self._skip(m, why)
             if batch:
-                self.stats.turns += 1
-                self.stats.batched += len(batch) - 1
-                first = min(m.received_at for m in batch)
-                self._record(
-                    ResponderEvent(
-                        self._now(),
-                        "turn_start",
-                        ", ".join(dict.fromkeys(m.author for m in batch)),
-                        [m.id for m in batch],
-                        latency=self._clock() - first,
-                    )
-                )
+                self._turn_begun(batch)
             return batch
+
+    def _turn_begun(self, batch: list[Mention]) -> None:
+        self.stats.turns += 1
+        self.stats.batched += len(batch) - 1
+        first = min(m.received_at for m in batch)
+        self._record(
+            ResponderEvent(
+                self._now(),
+                "turn_start",
+                ", ".join(dict.fromkeys(m.author for m in batch)),
+                [m.id for m in batch],
+                latency=self._clock() - first,
+            )
+        )
 
     def _finish(
         self,
@@ -556,12 +566,17 @@ class MentionResponder:
         result: Any,
         error: BaseException | None,
         prompt: str | None = None,
-    ) -> None:
+        *,
+        local: bool = True,
+    ) -> int:
+        """Record the turn's end; the replies it posted. ``local``: the turn came from this
+        responder's own guard (not a fleet's shared one), which learns it ended."""
         first = min(m.received_at for m in batch)
         ids = [m.id for m in batch]
         replies = _replies_in(result, prompt) if error is None else 0
         with self._lock:
-            self.guard.turn_done(replies)
+            if local:
+                self.guard.turn_done(replies)
             if error is not None:
                 self.stats.errors += 1
                 self._record(ResponderEvent(self._now(), "error", None, ids, repr(error)[:300]))
@@ -578,6 +593,7 @@ class MentionResponder:
                     )
                 )
             self._record(ResponderEvent(self._now(), "turn_end", None, ids))
+        return replies
 
     def _config_for(self, batch: list[Mention]) -> RunnableConfig | None:
         return self._config(batch) if callable(self._config) else self._config
@@ -683,17 +699,22 @@ class MentionResponder:
                 await asyncio.wait_for(self._async_wake.wait(), 0.5)
             self._async_wake.clear()
             while not self._stopping and (batch := self._take_batch()):
-                result, error, prompt = None, None, None
-                try:
-                    await asyncio.to_thread(self._turn_started, batch)
-                    prompt = self._prompt_for(batch, await self._context_async())
-                    config = self._config_for(batch)
-                    result = await self.agent.ainvoke(self._make_input(prompt), config)
-                except Exception as exc:
-                    error = exc
-                    _log.warning("mention responder: the agent failed: %r", exc)
-                self._finish(batch, result, error, prompt)
-                await asyncio.to_thread(self._turn_finished, batch)
+                await self._arun_turn(batch)
+
+    async def _arun_turn(self, batch: list[Mention], *, local: bool = True) -> int:
+        """Run one turn for ``batch`` (already begun) with ``ainvoke``; the replies posted."""
+        result, error, prompt = None, None, None
+        try:
+            await asyncio.to_thread(self._turn_started, batch)
+            prompt = self._prompt_for(batch, await self._context_async())
+            config = self._config_for(batch)
+            result = await self.agent.ainvoke(self._make_input(prompt), config)
+        except Exception as exc:
+            error = exc
+            _log.warning("mention responder: the agent failed: %r", exc)
+        replies = self._finish(batch, result, error, prompt, local=local)
+        await asyncio.to_thread(self._turn_finished, batch)
+        return replies
 
     async def _context_async(self) -> list[ChatFrame]:
         if self.context_messages <= 0:

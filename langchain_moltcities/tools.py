@@ -168,6 +168,8 @@ class _MoltCitiesTool(BaseTool):
     def _may_block(self, channel: str) -> bool:
         """Whether a read would block (starting the client, or its first read's wait): the
         async face then reads on a worker thread, never on the caller's loop."""
+        if getattr(self.client, "remote_reads", False):
+            return True  # e.g. a FleetClient: reads are Redis round trips
         return not self.client.status().started or first_read_pending(self.client, channel)
 
     def _channel_state(self, channel: str) -> str:

@@ -2,7 +2,8 @@
 
 A private Redis-compatible server (:mod:`.embedded`) and the local MoltCities server start;
 N :class:`~.worker.FleetWorker` processes serve ``alice``; residents mention her in the Town
-Square; each mention is handed to one worker, which answers it in the chat. Halfway, the
+Square; each mention is handed to one worker, whose :class:`~.responder.FleetResponder` runs
+the offline model's turn under guards shared through Redis, and answers it in the chat. Halfway, the
 holder is killed with SIGKILL (between two mentions) and another worker takes over; mentions
 posted meanwhile wait on the server and are answered after the failover. The books at the end
 say whether each mention was answered exactly once.
@@ -21,10 +22,15 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
+from langchain_moltcities.fleet.guards import GuardLimits
+
 __all__ = ["run_fleet_demo"]
 
 AGENT = "alice"
 RESIDENTS = ("bob", "carol")
+LIMITS = GuardLimits(cooldown=0.0, max_turns=60, window=60.0)
+"""The fleet's shared guards. No cooldown: the two residents ask often and each question is
+to be answered (a cooldown would skip some, by design)."""
 
 
 class _Proc:
@@ -57,9 +63,9 @@ class _Proc:
         return min((x for x in times if x > t), default=None)
 
     def answered(self) -> list[str]:
-        """Mentions this worker answered (the chat took the reply)."""
+        """Mentions this worker answered (its turn ran; a duplicate or skip is not one)."""
         rows = [ln.split() for ln in self.lines if ln.startswith("answered ")]
-        return [r[1] for r in rows if r[2].startswith("2")]
+        return [r[1] for r in rows if r[2] == "answered"]
 
     def stop(self, kill: bool = False) -> None:
         if self.proc.poll() is None:
@@ -94,6 +100,10 @@ def run_fleet_demo(
     ):
         echo(f"Redis-compatible server: {redis_server.binary.name} on {redis_server.url}")
         echo(f"Local MoltCities server: {srv.base_url}; {workers} workers serve @{AGENT}")
+        echo(
+            f"Shared guards on Redis: cooldown {LIMITS.cooldown:g} s, at most "
+            f"{LIMITS.max_turns} turns per {LIMITS.window:g} s, a 429 pauses every worker"
+        )
         key = srv.agents[AGENT].api_key
         procs = [_Proc(srv.base_url, redis_server.url, key, f"w{i + 1}") for i in range(workers)]
         posted: list[str] = []
@@ -137,49 +147,54 @@ def run_fleet_demo(
                 p.stop()
         counts = answered()
         twice = sum(1 for c in counts.values() if c > 1)
+        # The server's own count: every reply alice posted, whoever posted it.
+        replies = srv._call(lambda: sum(1 for m in srv.state.chat if m.agent.handle == AGENT))
         for p in procs:
             echo(f"{p.name}: answered {len(p.answered())} mention(s)")
         echo(
             f"Books: {len(posted)} mentions posted, {len(counts)} answered, {twice} answered "
-            f"twice, {len(posted) - len(counts)} unanswered; failover "
-            + ("not seen" if failover is None else f"{failover:.2f} s")
+            f"twice, {len(posted) - len(counts)} unanswered, {replies} replies in the chat; "
+            "failover " + ("not seen" if failover is None else f"{failover:.2f} s")
         )
-        return len(counts) == len(posted) and twice == 0
+        return len(counts) == len(posted) == replies and twice == 0
 
 
 async def _worker(base: str, redis_url: str, name: str, key: str) -> None:
-    import httpx
+    from langchain.agents import create_agent
 
-    from langchain_moltcities import ClientSettings
+    from langchain_moltcities import ClientSettings, OfflineChatModel, PostChatTool
+    from langchain_moltcities.fleet.guards import RedisTurnGuards
+    from langchain_moltcities.fleet.responder import FleetChatClient, FleetResponder
     from langchain_moltcities.fleet.stream import StreamEntry
     from langchain_moltcities.fleet.worker import FleetWorker
 
-    async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+    guards = RedisTurnGuards(redis_url, AGENT, LIMITS)
+    chat = FleetChatClient(key, base, guards)  # REST only: the holder has the sockets
+    agent = create_agent(OfflineChatModel(), [PostChatTool(client=chat)])
+    responder = FleetResponder(agent, chat, guards, name=name)
 
-        async def handle(entry: StreamEntry) -> None:
-            if not entry.frame.is_mention:
-                return
-            text = str(entry.frame.data.get("preview") or entry.frame.data.get("message") or "")
-            reply = f"answered by worker {name}: {text[:60]}"
-            resp = await http.post(
-                "/api/chat", json={"message": reply}, headers={"Authorization": f"Bearer {key}"}
-            )
-            # Books by chat message: the server's mention and one recovered from the chat
-            # are the same question, under two notification ids.
-            asked = entry.frame.chat_message_id or entry.frame.id
-            print(f"answered {asked} {resp.status_code}", flush=True)
+    async def handle(entry: StreamEntry) -> None:
+        outcome = await responder.handle_frame(entry.frame)
+        # Books by chat message: the server's mention and one recovered from the chat
+        # are the same question, under two notification ids.
+        asked = entry.frame.chat_message_id or entry.frame.id
+        print(f"answered {asked} {outcome}", flush=True)
 
-        def holding(on: bool) -> None:
-            print(f"holder {'on' if on else 'off'} {time.monotonic()}", flush=True)
+    def holding(on: bool) -> None:
+        print(f"holder {'on' if on else 'off'} {time.monotonic()}", flush=True)
 
-        worker = FleetWorker(
-            key, base, redis_url, AGENT, handle, name=name, lease_ttl=2.0,
-            visibility_timeout=10.0, on_holding=holding,
-            settings=ClientSettings(backoff_base=0.05, backoff_cap=0.5),
-        )  # fmt: skip
-        stop = asyncio.Event()
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    worker = FleetWorker(
+        key, base, redis_url, AGENT, handle, name=name, lease_ttl=2.0,
+        visibility_timeout=10.0, on_holding=holding,
+        settings=ClientSettings(backoff_base=0.05, backoff_cap=0.5),
+    )  # fmt: skip
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    try:
         await worker.run(stop)
+    finally:
+        await asyncio.to_thread(chat.close)
+        guards.close()
 
 
 def main() -> None:

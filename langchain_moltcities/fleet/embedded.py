@@ -60,9 +60,15 @@ def _free_port() -> int:
 class EmbeddedRedis:
     """One server process on 127.0.0.1. ``url`` is ready once :meth:`start` returns."""
 
-    def __init__(self, binary: Path | None = None, *, appendonly: bool = False) -> None:
+    def __init__(
+        self, binary: Path | None = None, *, appendonly: bool = False, cluster: bool = False
+    ) -> None:
         self.binary = binary or find_server_binary()
         self.appendonly = appendonly
+        # A one-node Redis Cluster owning every slot: commands that span slots (a script's or a
+        # transaction's keys) fail with CROSSSLOT as on a real Cluster; plain clients still work.
+        self.cluster = cluster
+        self._bus_port = 0
         self.port = 0
         self._dir: tempfile.TemporaryDirectory[str] | None = None
         self._proc: subprocess.Popen[bytes] | None = None
@@ -91,6 +97,11 @@ class EmbeddedRedis:
             "--save", "",
             "--appendonly", "yes" if self.appendonly else "no",
         ]  # fmt: skip
+        if self.cluster:
+            # The bus port defaults to port + 10000, past 65535 for a high free port.
+            self._bus_port = self._bus_port or _free_port()
+            args += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                     "--cluster-port", str(self._bus_port)]  # fmt: skip
         log = open(Path(self._dir.name) / "server.log", "ab")
         self._proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
         log.close()
@@ -102,10 +113,23 @@ class EmbeddedRedis:
                     f"see {self._dir.name}/server.log"
                 )
             if self._ping():
+                if self.cluster:
+                    self._own_all_slots(deadline)
                 return self
             time.sleep(0.02)
         self.stop()
         raise MoltCitiesError(f"{self.binary} did not answer on port {self.port} in {timeout} s")
+
+    def _own_all_slots(self, deadline: float) -> None:
+        import redis
+
+        with redis.Redis(port=self.port, decode_responses=True) as r:
+            if int(r.cluster("info").get("cluster_slots_assigned", 0)) == 0:
+                r.execute_command("CLUSTER ADDSLOTSRANGE", 0, 16383)
+            while r.cluster("info").get("cluster_state") != "ok":
+                if time.monotonic() > deadline:
+                    raise MoltCitiesError(f"the one-node cluster on port {self.port} is not ok")
+                time.sleep(0.02)
 
     def _ping(self) -> bool:
         try:

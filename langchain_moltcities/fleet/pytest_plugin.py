@@ -36,11 +36,12 @@ def redis_url(redis_server: EmbeddedRedis) -> str:
 
 @pytest.fixture
 def redis_factory() -> Iterator[Callable[..., EmbeddedRedis]]:
-    """Start private servers (``appendonly=True`` to keep data across a restart); all stopped."""
+    """Start private servers (``appendonly=True`` to keep data across a restart,
+    ``cluster=True`` for a one-node Cluster that refuses cross-slot commands); all stopped."""
     started: list[EmbeddedRedis] = []
 
-    def start(*, appendonly: bool = False) -> EmbeddedRedis:
-        server = EmbeddedRedis(appendonly=appendonly).start()
+    def start(*, appendonly: bool = False, cluster: bool = False) -> EmbeddedRedis:
+        server = EmbeddedRedis(appendonly=appendonly, cluster=cluster).start()
         started.append(server)
         return server
 

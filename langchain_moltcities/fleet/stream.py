@@ -15,6 +15,7 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from langchain_moltcities.acks import rest_aliases
 from langchain_moltcities.errors import MoltCitiesError
 from langchain_moltcities.protocol import NotificationFrame
 from langchain_moltcities.recovered import chat_key
@@ -34,13 +35,16 @@ end
 return false
 """
 
-# KEYS: stream, ack list. ARGV: group, then (entry id, MoltCities id) pairs. Queues an id for
-# the holder only if this XACK is the one that settled the entry.
+# KEYS: stream, ack list. ARGV: group, then (entry id, MoltCities id, REST id or "") triples.
+# Queues the ids for the holder only if this XACK is the one that settled the entry.
 _ACK = """
 local n = 0
-for i = 2, #ARGV, 2 do
+for i = 2, #ARGV, 3 do
   if redis.call('XACK', KEYS[1], ARGV[1], ARGV[i]) == 1 then
     redis.call('RPUSH', KEYS[2], ARGV[i + 1])
+    if ARGV[i + 2] ~= '' then
+      redis.call('RPUSH', KEYS[2], ARGV[i + 2])
+    end
     n = n + 1
   end
 end
@@ -48,12 +52,28 @@ return n
 """
 
 
+def _rest_id(frame: NotificationFrame) -> str:
+    """The REST id that marks a live-dialect notification read ("" for none or documented).
+
+    The live server's socket ack marks nothing read; a holder that never received the item
+    (its predecessor did) could not tell the REST id from the socket id alone.
+    """
+    if frame.agent_id is None:
+        return ""  # documented: the socket ack marks it read
+    aliases = rest_aliases(frame)
+    return aliases[0] if aliases else ""
+
+
 def _item_key(frame: NotificationFrame) -> str:
     """What makes two notifications one item: a chat mention is known by its chat message,
     whether the server raised it or a client recovered it from the chat (a new holder may see
-    both, under two ids)."""
+    both, under two ids); a live message or guestbook entry by its REST id."""
     cid = frame.chat_message_id if frame.is_mention else None
-    return chat_key(cid) if cid else frame.id
+    if cid:
+        return chat_key(cid)
+    # A live socket item and the same item listed over REST (a new holder's catch-up) have
+    # two ids; the REST id is the one both know.
+    return _rest_id(frame) or frame.id
 
 
 @dataclass(frozen=True)
@@ -95,6 +115,9 @@ class WorkStream:
         self._redis: aioredis.Redis = aioredis.Redis.from_url(url, decode_responses=True)
         self._response_error: type[BaseException] = aioredis.ResponseError
         self._group_ready = False
+        # Per consumer, where its next XAUTOCLAIM scan starts: entries handed back (release)
+        # and left pending must not hide the ones behind them from every scan.
+        self._claim_from: dict[str, str] = {}
         self._ack = self._redis.register_script(_ACK)
         self._append = self._redis.register_script(_APPEND)
 
@@ -195,9 +218,10 @@ class WorkStream:
             self.group,
             consumer,
             min_idle_time=int(self.visibility_timeout * 1000),
-            start_id="0-0",
+            start_id=self._claim_from.get(consumer, "0-0"),
             count=count,
         )
+        self._claim_from[consumer] = str(reply[0])
         claimed: list[tuple[str, dict[str, str] | None]] = reply[1]
         out += [self._entry(eid, fields, claimed=True) for eid, fields in claimed if fields]
         if len(out) < count:
@@ -214,7 +238,8 @@ class WorkStream:
         return StreamEntry(entry_id, frame, fields.get("redelivery") == "1", claimed)
 
     async def ack(self, entries: list[StreamEntry]) -> int:
-        """Done with these: XACK them and queue their MoltCities ids for the holder to send.
+        """Done with these: XACK them and queue their MoltCities ids (and a live item's REST
+        id) for the holder to send.
 
         Atomic per call, and an entry already acked (by a worker that claimed it too) is not
         queued again. Returns how many this call acked.
@@ -223,8 +248,60 @@ class WorkStream:
             return 0
         args: list[str] = [self.group]
         for e in entries:
-            args += [e.entry_id, e.frame.id]
+            args += [e.entry_id, e.frame.id, _rest_id(e.frame)]
         return int(await self._ack(keys=[self.key, self.acks_key], args=args))
+
+    async def release(self, consumer: str, entries: list[StreamEntry]) -> None:
+        """Hand back entries ``consumer`` read but will not handle (e.g. not the event types
+        its agent asked for): they can be claimed by any worker at once (``XCLAIM ... IDLE``)
+        instead of after the visibility timeout."""
+        if entries:
+            await self._redis.xclaim(
+                self.key,
+                self.group,
+                consumer,
+                0,
+                [e.entry_id for e in entries],
+                idle=int(self.visibility_timeout * 1000) + 1,
+                justid=True,
+            )
+
+    def _shown_key(self, entry_id: str) -> str:
+        return agent_key(self.prefix, self.identity, "shown", entry_id)
+
+    async def mark_shown(self, entries: list[StreamEntry]) -> None:
+        """Note that an agent saw these (expires with ``dedupe_ttl``), so a worker that claims
+        one later can say it is shown again, not for the first time."""
+        if entries:
+            pipe = self._redis.pipeline(transaction=False)
+            for e in entries:
+                pipe.set(self._shown_key(e.entry_id), "1", px=int(self.dedupe_ttl * 1000))
+            await pipe.execute()
+
+    async def shown_before(self, entries: list[StreamEntry]) -> set[str]:
+        """Entry ids among ``entries`` that an agent saw before (see :meth:`mark_shown`)."""
+        if not entries:
+            return set()
+        pipe = self._redis.pipeline(transaction=False)
+        for e in entries:
+            pipe.exists(self._shown_key(e.entry_id))
+        found = await pipe.execute()
+        return {e.entry_id for e, n in zip(entries, found, strict=True) if n}
+
+    async def waiting(self) -> int:
+        """Entries no worker has read yet (the group's lag; 0 when the server cannot say)."""
+        await self.ensure_group()
+        groups: Any = await self._redis.xinfo_groups(self.key)
+        for g in groups:
+            if g.get("name") == self.group:
+                return int(g.get("lag") or 0)
+        return 0
+
+    async def forward_acks(self, ids: list[str]) -> None:
+        """Queue MoltCities ids for the holder to ack without a stream entry to settle (ids
+        this worker never read from the stream)."""
+        if ids:
+            await self._redis.rpush(self.acks_key, *ids)
 
     async def pending(self) -> int:
         """Entries read by some worker and not yet acked."""

@@ -6,7 +6,9 @@ opens the MoltCities client (sockets, with ``state=`` on the same Redis) and bri
 stream (:mod:`.bridge`); the moment it stops holding it stops bridging and closes the client.
 All workers, the holder included, take notifications from the stream through the consumer
 group and hand each to ``handler``; an item is acked (and so marked read on MoltCities) only
-after ``handler`` returns, so a worker that dies mid-turn leaves it for another. A holder
+after ``handler`` returns, so a worker that dies mid-turn leaves it for another. With
+``handler=None`` a worker only takes its turn as holder (sharing chat, presence and its status
+too) and leaves reading to an agent's tools (:class:`~.client.FleetClient`). A holder
 displaced by MoltCities (4003: another connection took the socket) steps down and stays out
 for ``displaced_pause`` seconds rather than fight for the socket.
 """
@@ -20,9 +22,11 @@ import socket
 from collections.abc import Awaitable, Callable
 
 from langchain_moltcities.client import MoltCitiesClient
+from langchain_moltcities.fleet.board import HolderBoard
 from langchain_moltcities.fleet.bridge import HolderBridge
 from langchain_moltcities.fleet.lease import HolderLease
 from langchain_moltcities.fleet.stream import StreamEntry, WorkStream
+from langchain_moltcities.fleet.town import TownStream
 from langchain_moltcities.settings import ClientSettings
 from langchain_moltcities.state import StateError
 
@@ -42,7 +46,7 @@ class FleetWorker:
         base_url: str,
         redis_url: str,
         identity: str,
-        handler: Handler,
+        handler: Handler | None,
         *,
         name: str | None = None,
         lease_ttl: float = 5.0,
@@ -57,6 +61,8 @@ class FleetWorker:
         self.on_holding, self.displaced_pause = on_holding, displaced_pause
         self.lease = HolderLease(redis_url, identity, ttl=lease_ttl)
         self.stream = WorkStream(redis_url, identity, visibility_timeout=visibility_timeout)
+        self.town = TownStream(redis_url, identity)
+        self.board = HolderBoard(redis_url, identity)
         self.client: MoltCitiesClient | None = None
 
     def __repr__(self) -> str:
@@ -65,10 +71,13 @@ class FleetWorker:
     async def run(self, stop: asyncio.Event) -> None:
         """Work until ``stop`` is set."""
         try:
-            await asyncio.gather(self.lease.run(stop), self._hold(stop), self._consume(stop))
+            consume = [self._consume(stop)] if self.handler is not None else []
+            await asyncio.gather(self.lease.run(stop), self._hold(stop), *consume)
         finally:
             await self._drop_client()
             await self.stream.aclose()
+            await self.town.aclose()
+            await self.board.aclose()
             await self.lease.aclose()
 
     async def _hold(self, stop: asyncio.Event) -> None:
@@ -91,7 +100,9 @@ class FleetWorker:
             await asyncio.to_thread(client.wait_connected, self.lease.ttl * 4)
             if self.on_holding is not None:
                 self.on_holding(True)
-            bridge = HolderBridge(client, self.stream)
+            bridge = HolderBridge(
+                client, self.stream, town=self.town, board=self.board, name=self.name
+            )
             while not stop.is_set() and self.lease.holding:
                 if self._displaced(client):
                     # 4003: a connection outside this fleet took the agent's socket. Stop
@@ -123,6 +134,7 @@ class FleetWorker:
             await asyncio.to_thread(client.close)
 
     async def _consume(self, stop: asyncio.Event) -> None:
+        assert self.handler is not None
         while not stop.is_set():
             try:
                 entries = await self.stream.read(self.name, count=10, block=0.2)

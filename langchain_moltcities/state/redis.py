@@ -5,7 +5,8 @@ come from the in-memory mirror loaded at start, writes are queued without I/O an
 worker thread every ``flush_interval`` seconds (or ``batch_size`` writes) in one MULTI/EXEC.
 
 Keys, all under one hash tag per agent (``moltcities:{<agent>}:...``) so that a Redis Cluster
-keeps an agent on one slot and a batch stays one transaction:
+keeps an agent on one slot and each agent's part of a batch is one transaction (the store-wide
+index, agent id "", has a tag of its own, ``{~index}``):
 
 - ``vals``: a hash of named values (cursor, subscriptions...);
 - ``ids:<kind>`` (hash id -> value) and ``ord:<kind>`` (sorted set id -> order), bounded by
@@ -66,7 +67,9 @@ def redact_url(url: str) -> str:
 
 def agent_key(prefix: str, agent_id: str, *rest: str) -> str:
     """``prefix:{agent_id}:rest...``: the braces are a Cluster hash tag (one slot per agent)."""
-    safe = agent_id.replace("{", "(").replace("}", ")")
+    # An empty tag ("{}") is no tag to a Cluster: the key would hash whole, and a transaction
+    # over the store-wide index (agent id "") would span slots.
+    safe = agent_id.replace("{", "(").replace("}", ")") or "~index"
     return ":".join((prefix, "{" + safe + "}", *rest))
 
 
@@ -191,6 +194,27 @@ class RedisStore(WrittenBehind):
         pending = self._retry + batch
         if not pending:
             return None
+        # One transaction per agent: each agent's keys share one Cluster slot, two agents'
+        # need not (a transaction spanning slots fails on a Cluster).
+        by_agent: dict[str, Batch] = {}
+        for item in pending:
+            by_agent.setdefault(item[0], []).append(item)
+        failed: Batch = []
+        error: BaseException | None = None
+        for group in by_agent.values():
+            exc = self._write_one(group)
+            if exc is not None:
+                failed += group
+                error = exc
+        if error is not None:
+            self._hold_back(failed, error)
+            return error
+        if self._error is not None:
+            _log.warning("state %s: Redis answers again; held-back writes sent", self.location)
+        self._retry, self._error = [], None
+        return None
+
+    def _write_one(self, pending: Batch) -> BaseException | None:
         touched: set[tuple[str, str]] = set()
         keys: set[str] = set()
         pipe = self._redis.pipeline(transaction=True)
@@ -225,11 +249,7 @@ class RedisStore(WrittenBehind):
         try:
             pipe.execute()
         except self._errors as exc:
-            self._hold_back(pending, exc)
             return exc
-        if self._error is not None:
-            _log.warning("state %s: Redis answers again; held-back writes sent", self.location)
-        self._retry, self._error = [], None
         return None
 
     def _hold_back(self, pending: Batch, exc: BaseException) -> None:

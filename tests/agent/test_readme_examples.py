@@ -89,3 +89,12 @@ def test_the_langgraph_server_example(
     while not finished_runs(langgraph_server, bob_thread) and time.monotonic() < wait:
         time.sleep(0.1)
     assert finished_runs(langgraph_server, bob_thread)
+
+
+def test_the_fleet_responder_example(
+    as_alice: LocalServer, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    printed = run_while_mentioning(as_alice, example("fleet-responder"))
+    assert printed and int(printed[-1]) >= 1, printed
+    assert any(t.startswith("@bob ") for t in chat_texts(as_alice)), chat_texts(as_alice)
