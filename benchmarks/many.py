@@ -17,6 +17,7 @@ import json
 import sys
 import threading
 import time
+from typing import Any
 
 from benchmarks.common import (
     Context,
@@ -47,8 +48,19 @@ def _client_worker(base: str, keys: list[str]) -> dict[str, float]:
     gc.collect()
     rss0 = rss_bytes()
     runner = LoopRunner()
+    called: list[str] = []  # the worker thread of each sync on_mention call
+
+    def on_mention(frame: object) -> None:  # sync: runs on the runner's shared worker pool
+        called.append(threading.current_thread().name)
+
     clients: list[MoltCitiesClient] = [
-        make_client(base, channels=("personal", "town-square"), api_key=k, runner=runner)
+        make_client(
+            base,
+            channels=("personal", "town-square"),
+            api_key=k,
+            runner=runner,
+            on_mention=on_mention,
+        )
         for k in keys
     ]
     t0 = time.monotonic()
@@ -61,6 +73,8 @@ def _client_worker(base: str, keys: list[str]) -> dict[str, float]:
     rss1 = rss_bytes()
     threads = threading.active_count()
     thread_names = sorted({t.name for t in threading.enumerate()})
+    mentioned, mention_threads, mention_s = _mention_everyone(clients, called)
+    gc.collect()
     with GcPauses(threshold_ms=50) as pauses:
         t1, c1 = time.monotonic(), time.process_time()
         close_all(clients)
@@ -80,7 +94,37 @@ def _client_worker(base: str, keys: list[str]) -> dict[str, float]:
         "thread_names": ", ".join(thread_names),  # type: ignore[dict-item]
         "threads_after_close": left,
         "httpx_mb": httpx_mb,
+        "mentioned": mentioned,
+        "mention_calls": len(called),
+        "mention_threads": mention_threads,
+        "mention_workers": len(set(called)),
+        "mention_s": mention_s,
     }
+
+
+def _mention_everyone(clients: list[Any], called: list[str]) -> tuple[int, int, float]:
+    """Every agent (handles a0, a1, ... in key order) @mentioned once in Town Square, a few
+    dozen per post (chat is capped at 500 characters), each post by an agent it doesn't
+    mention; waits for every sync callback. (mentioned, peak threads, seconds)."""
+    handles = [f"a{i}" for i in range(len(clients))]
+    groups: list[list[str]] = [[]]
+    for h in handles:
+        # Half of them at most per post: each is posted by an agent it doesn't mention.
+        full = len(groups[-1]) >= max(1, len(handles) // 2)
+        if full or len(" ".join(f"@{x}" for x in [*groups[-1], h])) > 480:
+            groups.append([])
+        groups[-1].append(h)
+    t0 = time.monotonic()
+    peak = threading.active_count()
+    for group in groups:
+        poster = clients[(handles.index(group[-1]) + 1) % len(clients)]
+        poster.post_chat(" ".join(f"@{h}" for h in group))
+    deadline = time.monotonic() + 60
+    while len(called) < len(handles) and time.monotonic() < deadline:
+        peak = max(peak, threading.active_count())
+        time.sleep(0.005)
+    peak = max(peak, threading.active_count())
+    return len(handles), peak, time.monotonic() - t0
 
 
 def _httpx_client_mb(n: int = 20) -> float:
@@ -192,6 +236,21 @@ def run(ctx: Context) -> Section:
             note=f"close_all(), LocalServer in live mode; {client['close_cpu']:.2f} s CPU; "
             f"garbage-collector pauses {client['close_gc_s']:.2f} s (wall); bare: every "
             f"socket's close() at once, close_timeout {CLOSE_TIMEOUT:g} s",
+        ),
+        Row(
+            figure=f"6d. Many agents: threads while {k} sync on_mention callbacks run",
+            measured=int(client["mention_threads"]),
+            unit="threads",
+            baseline=threads,  # the same clients before any callback ran
+            ratio=f"{int(client['mention_calls'])}/{int(client['mentioned'])} callbacks ran "
+            f"in {client['mention_s']:.2f} s on {int(client['mention_workers'])} worker(s)",
+            target=f"<= {TARGET_THREADS} threads",
+            passed=client["mention_threads"] <= TARGET_THREADS
+            and client["mention_calls"] == client["mentioned"],
+            checks={"every callback ran": client["mention_calls"] == client["mentioned"]},
+            note="every agent @mentioned once in Town Square; baseline: threads before any "
+            "callback; the runner's shared, elastic callback pool (before: a 4-thread pool per "
+            "client)",
         ),
     ]
     details = (

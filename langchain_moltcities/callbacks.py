@@ -1,17 +1,26 @@
-"""A bound on ``on_mention`` calls in flight (sync ones waiting for a worker, async tasks).
+"""``on_mention`` calls: bounded in flight, sync ones on worker threads shared per runner.
 
 A slow callback and a mention flood would otherwise queue one future per mention without
 end (hundreds of MB, and a ``close()`` that waits for them). Past ``limit`` calls in flight,
 new ones are dropped and counted: the mentions themselves stay in the notification buffer.
 Used only from the client's loop thread, so plain counters suffice.
+
+Sync callbacks run on the :class:`~langchain_moltcities.callback_pool.CallbackPool` that the
+clients of one ``LoopRunner`` share: 500 clients with sync callbacks cost the pool's few
+threads (one while the callbacks keep up), not four each.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
-__all__ = ["CallbackBound"]
+from langchain_moltcities.callback_pool import CallbackPool
+from langchain_moltcities.listeners import MentionCallback, call_async, is_async_callable
+from langchain_moltcities.protocol import NotificationFrame
+
+__all__ = ["CallbackBound", "MentionCalls"]
 
 _log = logging.getLogger("langchain_moltcities.client")
 
@@ -46,3 +55,33 @@ class CallbackBound:
         self.in_flight -= 1
         if self.in_flight == 0:
             self._warned = False
+
+
+class MentionCalls:
+    """One client's ``on_mention`` calls: bounded in flight (:class:`CallbackBound`), async
+    ones as tasks on the loop, sync ones on the runner's :class:`CallbackPool` at most
+    ``pool.per_client`` at a time."""
+
+    def __init__(self, limit: int, pool: CallbackPool) -> None:
+        self.bound = CallbackBound(limit)
+        self._pool = pool
+        self._lane: asyncio.Semaphore | None = None
+
+    def start(self, cb: MentionCallback, frame: NotificationFrame) -> asyncio.Task[None] | None:
+        """Start one call (on the running loop); None when the bound refused it."""
+        if not self.bound.admit():
+            return None
+        loop = asyncio.get_running_loop()
+        if is_async_callable(cb):
+            task = loop.create_task(call_async(cb, frame))
+        else:
+            task = loop.create_task(self._in_worker(cb, frame))
+        task.add_done_callback(self.bound.done)
+        return task
+
+    async def _in_worker(self, cb: MentionCallback, frame: NotificationFrame) -> None:
+        pool = self._pool
+        if self._lane is None:
+            self._lane = asyncio.Semaphore(pool.per_client)
+        async with self._lane:
+            await pool.run(cb, frame)

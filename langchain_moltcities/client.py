@@ -9,7 +9,6 @@ sync methods wait for it from the caller's thread, async twins await it from the
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import dataclasses
 import logging
@@ -30,7 +29,7 @@ from langchain_moltcities.arguments import (
     check_town_kinds,
     split_base_url,
 )
-from langchain_moltcities.callbacks import CallbackBound
+from langchain_moltcities.callbacks import MentionCalls
 from langchain_moltcities.catchup import ChatGap, look_up_handle, send_reads
 from langchain_moltcities.connection import (
     CHANNELS,
@@ -48,7 +47,7 @@ from langchain_moltcities.errors import (
 from langchain_moltcities.failures import connect_failure
 from langchain_moltcities.holding import FrameCodec
 from langchain_moltcities.ingest import NOTHING, Ingest, Outcome, TownSquareItem
-from langchain_moltcities.listeners import MentionCallback, call_async, call_sync, is_async_callable
+from langchain_moltcities.listeners import MentionCallback
 from langchain_moltcities.protocol import (
     MENTION_EVENT_TYPES,
     ChatFrame,
@@ -63,6 +62,7 @@ from langchain_moltcities.redact import redact
 from langchain_moltcities.rest import RestApi
 from langchain_moltcities.runtime import LoopRunner, aclose_all, close_all
 from langchain_moltcities.settings import ClientSettings, api_key_from_env, base_url_from_env
+from langchain_moltcities.shutdown import shut_down
 from langchain_moltcities.state import AgentState, StateSpec, open_store
 from langchain_moltcities.state.client_state import ClientStateKeeper, resolve_agent_key
 from langchain_moltcities.status import ChannelStatus, ClientStatus, mention_warning
@@ -214,8 +214,8 @@ class MoltCitiesClient:
         self._callback_tasks: set[asyncio.Future[Any]] = set()
         self._identity_task: asyncio.Task[None] | None = None
         self._read_retry: asyncio.Task[None] | None = None
-        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
-        self._sync_calls = CallbackBound(self.settings.max_pending_callbacks)
+        # Sync callbacks run on the runner's worker pool, shared with its other clients.
+        self._calls = MentionCalls(self.settings.max_pending_callbacks, self._runner.callbacks)
         # What survives a restart (state=path or a StateStore); in memory by default.
         self._store, self._own_store = open_store(state)
         self._keeper: ClientStateKeeper | None = None
@@ -395,31 +395,20 @@ class MoltCitiesClient:
             return self._started
 
     async def _ashutdown(self) -> None:
-        for channel in self._channels.values():
-            channel.begin_close()  # close frames out first: their wait overlaps the rest
-        for task in (self._identity_task, self._read_retry):
-            if task is not None:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
-        await asyncio.gather(*(c.stop() for c in self._channels.values()), return_exceptions=True)
-        if self._keeper is not None:
-            await self._keeper.stop(self._channels, self._town, self._ingest)
-        if self._own_store:
-            await asyncio.to_thread(self._store.close)
-        pending = [t for t in self._callback_tasks if not t.done()]
-        stuck = False
-        if pending:
-            # Give running mention callbacks a moment, then cancel what is left.
-            await asyncio.wait(pending, timeout=max(self.settings.close_timeout, 0.5))
-            stuck = any(not t.done() for t in pending)
-            for t in pending:
-                t.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-        if self._rest is not None:
-            await self._rest.aclose()
-        if self._executor is not None:
-            # Idle workers exit at once; a callback still stuck is left to finish on its own.
-            self._executor.shutdown(wait=not stuck, cancel_futures=True)
+        keeper = self._keeper
+        await shut_down(
+            channels=self._channels,
+            cancel=(self._identity_task, self._read_retry),
+            keeper_stop=(
+                (lambda: keeper.stop(self._channels, self._town, self._ingest))
+                if keeper is not None
+                else None
+            ),
+            store=self._store if self._own_store else None,
+            callbacks=self._callback_tasks,
+            grace=max(self.settings.close_timeout, 0.5),
+            rest=self._rest,
+        )
 
     def __enter__(self) -> MoltCitiesClient:
         return self.start()
@@ -488,7 +477,7 @@ class MoltCitiesClient:
             mentions_recovered=self._ingest.recovered,
             mention_warning=self._mention_warning(channels),
             unsent_reads=len(self._ingest.acks.unsent_reads),
-            callbacks_dropped=self._sync_calls.dropped,
+            callbacks_dropped=self._calls.bound.dropped,
         )
 
     def _mention_warning(self, channels: dict[str, ChannelStatus]) -> str | None:
@@ -738,23 +727,11 @@ class MoltCitiesClient:
         frame = self._ingest.with_handle(frame)
         if self._keeper is not None:
             self._keeper.mention_received(frame)
-        loop = asyncio.get_running_loop()
         for cb in list(self._listeners):
             # Sync or async, a callback slower than the flood must not pile up without end.
-            if not self._sync_calls.admit():
-                continue
-            if is_async_callable(cb):
-                task = loop.create_task(call_async(cb, frame))
-                task.add_done_callback(self._sync_calls.done)
+            task = self._calls.start(cb, frame)
+            if task is not None:
                 self._track(task)
-            else:
-                if self._executor is None:
-                    self._executor = concurrent.futures.ThreadPoolExecutor(
-                        max_workers=4, thread_name_prefix="moltcities-mention"
-                    )
-                fut = loop.run_in_executor(self._executor, call_sync, cb, frame, loop)
-                fut.add_done_callback(self._sync_calls.done)
-                self._track(fut)
 
     def _track(self, fut: asyncio.Future[Any]) -> None:
         self._callback_tasks.add(fut)

@@ -33,6 +33,7 @@ from langchain_moltcities.backoff import (
     decide_network_error,
 )
 from langchain_moltcities.catchup import ChatCatchUp, poll_notifications
+from langchain_moltcities.closing import ClosingConnection, begin_closing
 from langchain_moltcities.errors import AuthenticationError, MoltCitiesError, RateLimitError
 from langchain_moltcities.protocol import (
     AckFrame,
@@ -106,7 +107,6 @@ class ChannelInfo:
 
 
 _BAD_FRAMES_LOGGED = 5
-_MAX_CLOSE_WAIT = 1.0
 
 
 def _clip(text: str, limit: int = 200) -> str:
@@ -191,7 +191,7 @@ class Channel:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
         if self._closing is not None:
-            await self._closing
+            await asyncio.shield(self._closing)
         for fut in self._sub_waiters:
             fut.cancel()
         self._sub_waiters.clear()
@@ -207,19 +207,8 @@ class Channel:
         """
         self._stopping = True
         if self._closing is None and self._ws is not None:
-            self._closing = asyncio.ensure_future(self._close_ws(self._ws))
-
-    async def _close_ws(self, ws: ClientConnection) -> None:
-        try:
-            # The live server never answers a close frame, so shutdown waits for the reply at
-            # most _MAX_CLOSE_WAIT however long close_timeout is; then the socket is aborted.
-            await asyncio.wait_for(
-                ws.close(1000, "client closing"), min(self._settings.close_timeout, _MAX_CLOSE_WAIT)
-            )
-        except (TimeoutError, OSError, ConnectionClosed):
-            pass
-        finally:
-            ws.transport.abort()
+            # Bounded by closing.CLOSE_REPLY_WAIT: the live server never answers it.
+            self._closing = begin_closing(self._ws, self._settings.close_timeout)
 
     @property
     def connected(self) -> bool:
@@ -374,7 +363,7 @@ class Channel:
                 user_agent_header="langchain-moltcities",
                 # Only the proxy asked for (the same rule as REST), never one from the environment.
                 proxy=s.proxy,
-                create_connection=DirectConnection,
+                create_connection=ClosingConnection,  # a wire.DirectConnection
             )
         except InvalidStatus as exc:
             self._failures += 1
