@@ -48,6 +48,7 @@ from langchain_moltcities.failures import connect_failure
 from langchain_moltcities.holding import FrameCodec
 from langchain_moltcities.ingest import NOTHING, Ingest, Outcome, TownSquareItem
 from langchain_moltcities.listeners import MentionCallback
+from langchain_moltcities.lookups import Lookups
 from langchain_moltcities.protocol import (
     MENTION_EVENT_TYPES,
     ChatFrame,
@@ -197,7 +198,7 @@ class MoltCitiesClient:
         self._dispatched = RecentIds(self.settings.dedupe_memory)
         # Filter, acked ids, handle directory and recovered mentions: one room (ingest.py).
         self._ingest = Ingest(self._notifications, self._town, memory=self.settings.dedupe_memory)
-        self._lookups: dict[str, asyncio.Future[None]] = {}
+        self._lookups = Lookups(_MAX_LOOKUPS, on_start=self._track)
         # Recovered mentions waiting (mention_grace) for their author's handle, by agent id.
         self._handle_waiters: dict[str, asyncio.Event] = {}
         self._mention_deaf_logged: str | None = None
@@ -683,24 +684,22 @@ class MoltCitiesClient:
             if mention is None or agent_id != mention.sender_id:
                 self._start_lookup(agent_id)
 
-    def _start_lookup(self, agent_id: str) -> asyncio.Future[None] | None:
-        """The look-up of ``agent_id``'s handle in flight (one per id), or None when too many
-        are: a flood of unknown ids costs at most _MAX_LOOKUPS requests at a time."""
-        fut = self._lookups.get(agent_id)
-        if fut is None and len(self._lookups) < _MAX_LOOKUPS and self._rest is not None:
-            fut = asyncio.ensure_future(
-                look_up_handle(self._rest, self._ingest.directory, agent_id)
-            )
-            self._lookups[agent_id] = fut
-            fut.add_done_callback(lambda _: self._lookups.pop(agent_id, None))
-            self._track(fut)
-        return fut
+    def _start_lookup(self, agent_id: str) -> None:
+        """Learn ``agent_id``'s handle in the background, unless too many look-ups are in
+        flight: a flood of unknown ids costs at most _MAX_LOOKUPS requests at a time."""
+        rest, directory = self._rest, self._ingest.directory
+        if rest is not None:
+            self._lookups.start(agent_id, lambda: look_up_handle(rest, directory, agent_id))
 
     async def _look_up_then_dispatch(self, mention: NotificationFrame) -> None:
-        sender, directory = mention.sender_id, self._ingest.directory
-        fut = self._start_lookup(sender) if sender and directory.should_look_up(sender) else None
-        if fut is not None:
-            await asyncio.gather(asyncio.shield(fut), return_exceptions=True)
+        sender, directory, rest = mention.sender_id, self._ingest.directory, self._rest
+        if sender and rest is not None and directory.should_look_up(sender):
+            # A reply names its author: wait for a slot rather than skip behind a flood.
+            await self._lookups.run(
+                sender,
+                lambda: look_up_handle(rest, directory, sender),
+                self.settings.request_timeout,
+            )
         if mention.recovered and sender and directory.get(sender) is None:
             # Recovered from chat that names no handle: the server's own mention, if it comes,
             # does (the documented server's does); give it a moment.
