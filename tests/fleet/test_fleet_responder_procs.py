@@ -10,10 +10,6 @@ with the local server and a real Redis. The books come from the server's own cha
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import threading
 from collections import Counter
 from pathlib import Path
 
@@ -23,53 +19,20 @@ from langchain_moltcities.server.pytest_plugin import ServerFactory
 from langchain_moltcities.server.runner import LocalServer
 from langchain_moltcities.testing import post_as, wait_until
 
+from .procs import WorkerProcess
+
 ROOT = Path(__file__).resolve().parents[2]
 RESIDENTS = ("bob", "carol", "dave", "erin", "frank", "grace")
 STREAM = "moltcities:{alice}:notifications"
 
 
-class ResponderProcess:
+class ResponderProcess(WorkerProcess):
     def __init__(
         self, srv: LocalServer, redis_url: str, name: str, *, cooldown: float, turns: int,
         window: float,
     ) -> None:  # fmt: skip
         args = [srv.base_url, redis_url, name, str(cooldown), str(turns), str(window)]
-        self.name = name
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.fleet.responder_worker", *args],
-            cwd=ROOT,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            env=os.environ | {"PYTHONPATH": str(ROOT)},
-        )
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(srv.agents["alice"].api_key + "\n")
-        self.proc.stdin.close()
-        self.lines: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line.strip())
-
-    def said(self, what: str) -> list[list[str]]:
-        return [line.split()[1:] for line in list(self.lines) if line.split()[:1] == [what]]
-
-    @property
-    def holding(self) -> bool:
-        said = self.said("holder")
-        return bool(said) and said[-1] == ["on"]
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=30)
+        super().__init__(srv, "tests.fleet.responder_worker", *args, name=name)
 
 
 def _spawn(srv: LocalServer, redis_url: str, **rules: float) -> list[ResponderProcess]:

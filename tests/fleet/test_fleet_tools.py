@@ -8,14 +8,8 @@ Town Square message read by every worker.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 import redis
@@ -28,55 +22,16 @@ from langchain_moltcities.server.pytest_plugin import ServerFactory
 from langchain_moltcities.server.runner import LocalServer
 from langchain_moltcities.testing import SETTINGS, post_as, wait_until
 
-ROOT = Path(__file__).resolve().parents[2]
+from .procs import ROOT, WorkerProcess, server_books
 
 
-class ToolsWorker:
+class ToolsWorker(WorkerProcess):
     """A tools_worker process; its lines gathered by a thread as they come."""
 
     def __init__(self, srv: LocalServer, redis_url: str, name: str) -> None:
         identity = srv.agents["alice"].id
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.fleet.tools_worker", srv.base_url, redis_url,
-             identity, name],
-            cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-            env=os.environ | {"PYTHONPATH": str(ROOT)},
-        )  # fmt: skip
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(srv.agents["alice"].api_key + "\n")
-        self.proc.stdin.close()
-        self.lines: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line.strip())
-
-    def said(self, what: str) -> list[list[str]]:
-        return [ln.split()[1:] for ln in list(self.lines) if ln.startswith(what + " ")]
-
-    @property
-    def holding(self) -> bool:
-        said = self.said("holder")
-        return bool(said) and said[-1] == ["on"]
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=30)
-
-
-def _server_books(srv: LocalServer) -> Callable[[], list[tuple[str, bool]]]:
-    """(notification id, marked done on the server): acked (documented) or read (live)."""
-    alice = srv.agents["alice"].id
-    return lambda: srv._call(
-        lambda: [(n.id, n.acked or n.read) for n in srv.state.notifications[alice]]
-    )
+        args = (srv.base_url, redis_url, identity, name)
+        super().__init__(srv, "tests.fleet.tools_worker", *args, name=name)
 
 
 def _chat_ids(srv: LocalServer) -> set[str]:
@@ -89,7 +44,7 @@ def test_tools_in_three_workers_holder_killed(
 ) -> None:
     srv = moltcities_server_factory(mode=mode)
     workers = [ToolsWorker(srv, redis_url, f"w{i}") for i in range(3)]
-    books = _server_books(srv)
+    books = server_books(srv)
     try:
         wait_until(lambda: sum(w.holding for w in workers) == 1, "one holder", timeout=60)
         first = next(w for w in workers if w.holding)
@@ -273,7 +228,7 @@ def test_the_readme_fleet_tools_example(
     assert "Acknowledged 2 notification(s)" in out, out
     assert "a chat message for every worker" in out, out
     assert "Posted to the Town Square" in out, out
-    books = _server_books(srv)
+    books = server_books(srv)
     wait_until(lambda: all(done for _, done in books()), "both acked on the server", 30)
 
 

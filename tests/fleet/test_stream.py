@@ -28,6 +28,8 @@ from langchain_moltcities.server.pytest_plugin import ServerFactory
 from langchain_moltcities.server.runner import LocalServer
 from langchain_moltcities.testing import wait_until
 
+from .procs import WorkerProcess, server_books
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -197,51 +199,13 @@ async def test_acks_from_a_worker_process_reach_moltcities(
         await asyncio.to_thread(client.close)
 
 
-class FleetProcess:
+class FleetProcess(WorkerProcess):
     def __init__(self, srv: LocalServer, redis_url: str, name: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.fleet.fleet_worker", srv.base_url, redis_url, name],
-            cwd=ROOT,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            env=os.environ | {"PYTHONPATH": str(ROOT)},
-        )
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(srv.agents["alice"].api_key + "\n")
-        self.proc.stdin.close()
-        self.lines: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line.strip())
-
-    @property
-    def holding(self) -> bool:
-        said = [line for line in self.lines if line.startswith("holder ")]
-        return bool(said) and said[-1] == "holder on"
+        module = "tests.fleet.fleet_worker"
+        super().__init__(srv, module, srv.base_url, redis_url, name, name=name)
 
     def handled(self) -> list[str]:
-        return [line.split()[1] for line in self.lines if line.startswith("handled ")]
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=30)
-
-
-def _acked_books(srv: LocalServer) -> Callable[[], list[tuple[str, bool]]]:
-    """(notification id, done on the server): acked (documented) or marked read (live)."""
-    alice = srv.agents["alice"].id
-    return lambda: srv._call(
-        lambda: [(n.id, n.acked or n.read) for n in srv.state.notifications[alice]]
-    )
+        return [words[0] for words in self.said("handled")]
 
 
 def _names(srv: LocalServer) -> list[set[str]]:
@@ -262,7 +226,7 @@ def test_three_workers_one_identity_holder_killed(
     holder took over."""
     srv = moltcities_server_factory(mode=mode)
     workers = [FleetProcess(srv, redis_url, f"w{i}") for i in range(3)]
-    notes_on_server = _acked_books(srv)
+    notes_on_server = server_books(srv)
 
     try:
         wait_until(lambda: sum(w.holding for w in workers) == 1, "one holder", timeout=60)
@@ -305,7 +269,7 @@ def test_workers_ride_out_a_redis_restart(
     srv = moltcities_server
     server = redis_factory(appendonly=True)
     workers = [FleetProcess(srv, server.url, f"w{i}") for i in range(2)]
-    books = _acked_books(srv)
+    books = server_books(srv)
     try:
         wait_until(lambda: sum(w.holding for w in workers) == 1, "one holder", timeout=60)
         for i in range(10):
