@@ -285,6 +285,9 @@ def test_live_job_and_follow_notifications_survive_kill_9(
     finally:
         if agent.proc.poll() is None:
             agent.kill_9()
+    # The live server pushes onto a socket it still thinks open and forgets the push: notify
+    # only once it has seen the killed process's sockets close (under load that takes a while).
+    wait_until(lambda: not any(srv.connections("alice").values()), "the killed agent's sockets")
     srv.notify("alice", "job.approved", {"job_id": "j3", "job_title": "t"})  # while down
 
     c = _client(srv, state)
