@@ -56,6 +56,7 @@ class CallbackPool:
         self._workers: set[threading.Thread] = set()
         self._idle = 0  # workers waiting for a call
         self._busy = 0  # calls running now
+        self._pending = 0  # calls queued and not yet taken (kept in step with _idle)
         self._made = 0
         self._checking = False
         self._closed = False
@@ -64,6 +65,11 @@ class CallbackPool:
     def busy(self) -> int:
         """Calls running in a worker now."""
         return self._busy
+
+    @property
+    def idle(self) -> int:
+        """Workers waiting for a call now."""
+        return self._idle
 
     @property
     def workers(self) -> int:
@@ -78,10 +84,11 @@ class CallbackPool:
             if self._closed:
                 raise RuntimeError("the callback pool was shut down with its runner")
             self._queue.put(_Call(cb, frame, loop, done, time.monotonic()))
+            self._pending += 1
             if not self._workers:
                 self._spawn()
-            elif self._idle == 0 and not self._checking and len(self._workers) < self.threads:
-                # Every worker is busy: if the call still waits after `patience`, add one.
+            elif self._waiting() and not self._checking and len(self._workers) < self.threads:
+                # More calls than idle workers: if one still waits after `patience`, add one.
                 self._checking = True
                 loop.call_later(self.patience, self._check)
         await done
@@ -90,13 +97,20 @@ class CallbackPool:
         """(On the loop) add a worker if calls have waited ``patience`` for a free one."""
         with self._lock:
             self._checking = False
-            if self._closed or self._idle > 0 or self._queue.empty():
+            if self._closed or not self._waiting():
                 return
             if len(self._workers) < self.threads:
                 self._spawn()
             if len(self._workers) < self.threads:
                 self._checking = True
                 asyncio.get_running_loop().call_later(self.patience, self._check)
+
+    def _waiting(self) -> bool:  # holding the lock
+        # Whether some queued call has no idle worker to take it. Not "no worker is idle",
+        # nor the queue's size: an idle worker takes one call, and (on a busy machine) may
+        # have taken it from the queue but not yet said so when the next call comes; both
+        # counts change together under the lock, so their difference is always right.
+        return self._pending > self._idle
 
     def _spawn(self) -> None:  # holding the lock
         self._made += 1
@@ -120,6 +134,7 @@ class CallbackPool:
                         self._workers.discard(me)
                         return
                     continue  # a call came in just as the wait ended
+                self._pending -= 1
                 self._busy += 1
             try:
                 call_sync(call.cb, call.frame, call.loop)
@@ -140,6 +155,7 @@ class CallbackPool:
                     self._queue.get_nowait()
                 except queue.Empty:
                     break
+                self._pending -= 1
         for _ in workers:
             self._queue.put(None)
         if not stuck:
