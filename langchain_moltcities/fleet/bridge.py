@@ -47,8 +47,10 @@ class HolderBridge:
         board: HolderBoard | None = None,
         name: str = "holder",
         status_every: float = 0.25,
+        lease: HolderLease | None = None,
     ) -> None:
         self.client, self.stream, self.town, self.board = client, stream, town, board
+        self.lease = lease  # when given, acks are taken and dropped only while it holds
         self.name, self.status_every = name, status_every
         self._unsent: list[tuple[NotificationFrame, bool]] = []
         self._unsent_town: list[TownItem] = []
@@ -147,6 +149,8 @@ class HolderBridge:
                 break
             del self._unsent[: len(batch)]
             moved += len(batch)
+        if self.lease is not None and not self.lease.holding:
+            return moved  # the acks are the next holder's to send
         try:
             ids = await self.stream.peek_acks()
         except Exception as exc:
@@ -154,7 +158,13 @@ class HolderBridge:
             return moved
         if ids:
             await self.client.aack(ids)  # queued by the client if its socket is down
-            await self.stream.drop_acks(len(ids))
+            fence = None if self.lease is None else (self.lease.key, self.lease.token)
+            if not await self.stream.drop_acks(len(ids), lease=fence):
+                # The lease changed hands while this holder was away (a freeze, a stall):
+                # its client may only have queued these; the new holder sends them again.
+                _log.info("fleet: %s lost the lease; %d ack(s) left to the next holder",
+                          self.name, len(ids))  # fmt: skip
+                return moved
             self.acks_sent += len(ids)
         return moved + len(ids)
 
@@ -162,6 +172,8 @@ class HolderBridge:
         self, stop: asyncio.Event, *, lease: HolderLease | None = None, interval: float = 0.05
     ) -> None:
         """Pump every ``interval`` seconds until ``stop``; with a lease, only while holding."""
+        if lease is not None:
+            self.lease = lease
         while not stop.is_set():
             if lease is None or lease.holding:
                 await self.pump()

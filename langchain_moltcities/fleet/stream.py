@@ -52,6 +52,19 @@ return n
 """
 
 
+# KEYS: ack list, holder lease. ARGV: count, the lease token the caller holds by.
+# The holder that sent the acks trims them only if the lease is still its own: a holder that
+# was frozen past its lease (its client displaced, its acks maybe only queued there) must
+# leave them for its successor to send again.
+_DROP_ACKS = """
+if redis.call('GET', KEYS[2]) == ARGV[2] then
+  redis.call('LTRIM', KEYS[1], ARGV[1], -1)
+  return 1
+end
+return 0
+"""
+
+
 def _rest_id(frame: NotificationFrame) -> str:
     """The REST id that marks a live-dialect notification read ("" for none or documented).
 
@@ -120,6 +133,7 @@ class WorkStream:
         self._claim_from: dict[str, str] = {}
         self._ack = self._redis.register_script(_ACK)
         self._append = self._redis.register_script(_APPEND)
+        self._drop_acks = self._redis.register_script(_DROP_ACKS)
 
     def _marker(self, frame: NotificationFrame) -> str:
         return agent_key(self.prefix, self.identity, "appended", _item_key(frame))
@@ -187,10 +201,20 @@ class WorkStream:
         got = await self._redis.lrange(self.acks_key, 0, count - 1)
         return [str(i) for i in got]
 
-    async def drop_acks(self, count: int) -> None:
+    async def drop_acks(self, count: int, *, lease: tuple[str, str] | None = None) -> bool:
         """Forget the ``count`` oldest acked ids (they reached MoltCities). Only the holder
-        calls this, and a holder that dies before it only makes its successor re-send them."""
-        await self._redis.ltrim(self.acks_key, count, -1)
+        calls this, and a holder that dies before it only makes its successor re-send them.
+
+        ``lease``: (key, token) of the caller's :class:`~.lease.HolderLease`; the ids are then
+        dropped only if that token still holds the key (one atomic step), and False says they
+        were left for the holder that took over. Acking an id twice is harmless; an ack lost
+        because a stale holder's socket could not send it is not.
+        """
+        if lease is None:
+            await self._redis.ltrim(self.acks_key, count, -1)
+            return True
+        key, token = lease
+        return bool(await self._drop_acks(keys=[self.acks_key, key], args=[count, token]))
 
     # ------------------------------------------------------------------ a worker's side
 

@@ -101,8 +101,9 @@ class FleetWorker:
             if self.on_holding is not None:
                 self.on_holding(True)
             bridge = HolderBridge(
-                client, self.stream, town=self.town, board=self.board, name=self.name
-            )
+                client, self.stream, town=self.town, board=self.board, name=self.name,
+                lease=self.lease,
+            )  # fmt: skip
             while not stop.is_set() and self.lease.holding:
                 if self._displaced(client):
                     # 4003: a connection outside this fleet took the agent's socket. Stop

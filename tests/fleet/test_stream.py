@@ -21,6 +21,7 @@ import pytest
 from langchain_moltcities import MoltCitiesClient
 from langchain_moltcities.fleet.bridge import HolderBridge
 from langchain_moltcities.fleet.embedded import EmbeddedRedis
+from langchain_moltcities.fleet.lease import HolderLease
 from langchain_moltcities.fleet.stream import WorkStream
 from langchain_moltcities.protocol import NotificationFrame
 from langchain_moltcities.recovered import RECOVERED_EVENT_TYPE
@@ -197,6 +198,71 @@ async def test_acks_from_a_worker_process_reach_moltcities(
         await pumping
         await stream.aclose()
         await asyncio.to_thread(client.close)
+
+
+@pytest.mark.parametrize("mode", ["documented", "live"])
+async def test_a_holder_past_its_lease_leaves_the_acks_to_its_successor(
+    mode: str, moltcities_server_factory: ServerFactory, redis_url: str
+) -> None:
+    """A holder frozen past its lease (SIGSTOP, a GC pause) wakes up mid-round still trusting
+    its lease for a moment, with its socket displaced by the new holder: its client can only
+    queue the workers' acks. It must not drop them from Redis; the new holder sends them."""
+    import redis.asyncio as aioredis
+
+    srv = moltcities_server_factory(mode=mode)
+    key = srv.agents["alice"].api_key
+    old = MoltCitiesClient(key, srv.base_url).start()
+    stream = WorkStream(redis_url, "agent_f", visibility_timeout=30.0)
+    lease_old = HolderLease(redis_url, "agent_f", ttl=60.0)
+    lease_new = HolderLease(redis_url, "agent_f", ttl=60.0)
+    r = aioredis.Redis.from_url(redis_url)
+    new: MoltCitiesClient | None = None
+    try:
+        assert await lease_old.try_acquire()
+        assert await asyncio.to_thread(old.wait_connected, 15)
+        bridge_old = HolderBridge(old, stream, lease=lease_old)
+        for i in range(3):
+            srv.notify("alice", "inbox.message", {"message_id": f"f{i}", "preview": f"#{i}"})
+
+        async def pump_until(bridge: HolderBridge, done: Callable[[], bool]) -> None:
+            while not done():
+                await bridge.pump()
+                await asyncio.sleep(0.02)
+
+        await asyncio.wait_for(pump_until(bridge_old, lambda: bridge_old.appended == 3), 30)
+        entries = await stream.read("w1", count=10)
+        assert len(entries) == 3 and await stream.ack(entries) == 3  # the worker's acks
+        # The old holder stalls: its lease runs out (here: deleted) and another process
+        # takes it and the agent's sockets, before the old one's next round.
+        await r.delete(lease_old.key)
+        assert await lease_new.try_acquire()
+        new = MoltCitiesClient(key, srv.base_url).start()
+        assert await asyncio.to_thread(new.wait_connected, 15)
+        await asyncio.to_thread(
+            wait_until, lambda: not old.status().connected, "the old socket displaced", 15
+        )
+        assert lease_old.holding  # it wakes still trusting its lease...
+        await bridge_old.pump()
+        assert bridge_old.acks_sent == 0  # ...but the acks stay for the new holder
+        assert len(await stream.peek_acks()) >= 3
+        bridge_new = HolderBridge(new, stream, lease=lease_new)
+        books = server_books(srv)
+
+        def all_done() -> bool:
+            return len(books()) == 3 and all(done for _, done in books())
+
+        await asyncio.wait_for(
+            pump_until(bridge_new, lambda: all_done() and bridge_new.acks_sent > 0), 30
+        )
+        assert await stream.peek_acks() == []
+    finally:
+        await r.aclose()
+        await stream.aclose()
+        await lease_old.aclose()
+        await lease_new.aclose()
+        await asyncio.to_thread(old.close)
+        if new is not None:
+            await asyncio.to_thread(new.close)
 
 
 class FleetProcess(WorkerProcess):
