@@ -8,6 +8,7 @@ Town Square message read by every worker.
 
 from __future__ import annotations
 
+import signal
 from collections import Counter
 from collections.abc import Callable, Iterator
 
@@ -275,3 +276,68 @@ def test_a_chat_gap_the_new_holder_found_reaches_every_worker(
             assert "during the outage 0" not in text  # the page the server never returns
     finally:
         worker.close()
+
+
+@pytest.mark.parametrize("fate", ["killed", "resumed"])
+@pytest.mark.parametrize("mode", ["documented", "live"])
+def test_a_frozen_holder_loses_nothing(
+    mode: str, fate: str, moltcities_server_factory: ServerFactory, redis_url: str
+) -> None:
+    """The holder stalls (SIGSTOP: a GC pause, a stalled VM) with its socket open: the server
+    keeps pushing onto it (live: at most once, gone), its lease runs out, the other worker takes
+    over. Then the frozen one is killed, or wakes up (SIGCONT) with those pushes in its socket.
+    Either way every notification reaches one agent and is acked on the server; any item shown
+    twice was first shown to the frozen worker, and is flagged the second time. (Tried by hand
+    against the live server's own code first: the new holder's REST sweep brought back a
+    message pushed onto the frozen socket.)"""
+    srv = moltcities_server_factory(mode=mode)
+    workers = [ToolsWorker(srv, redis_url, f"w{i}") for i in range(2)]
+    books = server_books(srv)
+    try:
+        wait_until(lambda: sum(w.holding for w in workers) == 1, "one holder", timeout=60)
+        frozen = next(w for w in workers if w.holding)
+        other = next(w for w in workers if w is not frozen)
+        for i in range(3):
+            srv.notify("alice", "inbox.message", {"message_id": f"a{i}", "preview": f"#{i}"})
+        wait_until(lambda: len(books()) == 3 and all(d for _, d in books()), "traffic", 60)
+        frozen.proc.send_signal(signal.SIGSTOP)
+        for i in range(4):  # onto the frozen holder's open socket
+            srv.notify("alice", "inbox.message", {"message_id": f"b{i}", "preview": f"#{i}"})
+        wait_until(lambda: other.holding, "the other worker to take over", timeout=60)
+        for i in range(4):
+            srv.notify("alice", "inbox.message", {"message_id": f"c{i}", "preview": f"#{i}"})
+        if fate == "killed":
+            frozen.proc.kill()
+            frozen.proc.wait(timeout=30)
+        else:
+            frozen.proc.send_signal(signal.SIGCONT)
+        try:
+            wait_until(
+                lambda: len(books()) == 11 and all(done for _, done in books()),
+                "every notification acked on the server",
+                timeout=90,
+            )
+            alive = [w for w in workers if w.proc.poll() is None]
+            wait_until(lambda: sum(w.holding for w in alive) == 1, "one holder again", 60)
+        except AssertionError as exc:  # say what each side saw
+            said = {w.name: w.lines for w in workers}
+            raise AssertionError(f"{exc}; server {books()}; workers {said}") from None
+        shown = [(w, row) for w in workers for row in w.said("shown")]
+        alice = srv.agents["alice"].id
+        names = srv._call(
+            lambda: [{n.id, n.event.rest_id or n.id} for n in srv.state.notifications[alice]]
+        )
+        assert all(ns & {row[0] for _, row in shown} for ns in names), names
+        assert len({row[0] for _, row in shown}) == 11  # no item under two names
+        for nid, n in Counter(row[0] for _, row in shown).items():
+            if n == 1:
+                continue
+            rows = [(w, row[1]) for w, row in shown if row[0] == nid]
+            fresh = [w for w, flag in rows if flag == "0"]
+            assert fresh == [frozen], (nid, [(w.name, f) for w, f in rows])
+            assert sum(flag == "1" and w is not frozen for w, flag in rows) == n - 1, nid
+    finally:
+        for w in workers:
+            if w.proc.poll() is None:
+                w.proc.send_signal(signal.SIGCONT)
+            w.stop()
