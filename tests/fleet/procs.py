@@ -66,3 +66,11 @@ def server_books(srv: LocalServer) -> Callable[[], list[tuple[str, bool]]]:
     return lambda: srv._call(
         lambda: [(n.id, n.acked or n.read) for n in srv.state.notifications[alice]]
     )
+
+
+def notification_names(srv: LocalServer) -> list[set[str]]:
+    """Each of alice's notifications' ids: its socket id and (live messages) its REST id."""
+    alice = srv.agents["alice"].id
+    return srv._call(
+        lambda: [{n.id, n.event.rest_id or n.id} for n in srv.state.notifications[alice]]
+    )

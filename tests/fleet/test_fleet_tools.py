@@ -23,7 +23,7 @@ from langchain_moltcities.server.pytest_plugin import ServerFactory
 from langchain_moltcities.server.runner import LocalServer
 from langchain_moltcities.testing import SETTINGS, post_as, wait_until
 
-from .procs import ROOT, WorkerProcess, server_books
+from .procs import ROOT, WorkerProcess, notification_names, server_books
 
 
 class ToolsWorker(WorkerProcess):
@@ -71,10 +71,7 @@ def test_tools_in_three_workers_holder_killed(
         shown = [(w, row) for w in workers for row in w.said("shown")]
         # Each reached a worker's tool: under its socket id, or (live: pushed onto the killed
         # holder's socket, never again) under its REST id, from the new holder's catch-up.
-        alice = srv.agents["alice"].id
-        names = srv._call(
-            lambda: [{n.id, n.event.rest_id or n.id} for n in srv.state.notifications[alice]]
-        )
+        names = notification_names(srv)
         assert all(ns & {row[0] for _, row in shown} for ns in names), names
         assert len({row[0] for _, row in shown}) == 24  # no item under two names
         # Exactly one worker's agent each, except what the killed worker was shown and had
@@ -323,10 +320,7 @@ def test_a_frozen_holder_loses_nothing(
             said = {w.name: w.lines for w in workers}
             raise AssertionError(f"{exc}; server {books()}; workers {said}") from None
         shown = [(w, row) for w in workers for row in w.said("shown")]
-        alice = srv.agents["alice"].id
-        names = srv._call(
-            lambda: [{n.id, n.event.rest_id or n.id} for n in srv.state.notifications[alice]]
-        )
+        names = notification_names(srv)
         assert all(ns & {row[0] for _, row in shown} for ns in names), names
         assert len({row[0] for _, row in shown}) == 11  # no item under two names
         for nid, n in Counter(row[0] for _, row in shown).items():

@@ -29,7 +29,7 @@ from langchain_moltcities.server.pytest_plugin import ServerFactory
 from langchain_moltcities.server.runner import LocalServer
 from langchain_moltcities.testing import wait_until
 
-from .procs import WorkerProcess, server_books
+from .procs import WorkerProcess, notification_names, server_books
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -274,14 +274,6 @@ class FleetProcess(WorkerProcess):
         return [words[0] for words in self.said("handled")]
 
 
-def _names(srv: LocalServer) -> list[set[str]]:
-    """Each notification's ids: its socket id and (live messages) its REST id."""
-    alice = srv.agents["alice"].id
-    return srv._call(
-        lambda: [{n.id, n.event.rest_id or n.id} for n in srv.state.notifications[alice]]
-    )
-
-
 @pytest.mark.parametrize("mode", ["documented", "live"])
 def test_three_workers_one_identity_holder_killed(
     mode: str, moltcities_server_factory: ServerFactory, redis_url: str
@@ -319,7 +311,7 @@ def test_three_workers_one_identity_holder_killed(
         # Live: what the server pushed onto the killed holder's socket is not pushed again;
         # the new holder takes it from the REST list, under its REST id.
         handled = set(by_survivors) | set(first.handled())
-        for names in _names(srv):
+        for names in notification_names(srv):
             assert names & handled, names
             assert sum(by_survivors[n] for n in names) <= 1, names
     finally:
